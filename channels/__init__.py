@@ -1,0 +1,1 @@
+"""Payment providers: sans-IO signing and codecs, HTTP adapters, channel actors, callbacks, bills."""

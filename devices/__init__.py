@@ -1,0 +1,1 @@
+"""Dispenser protocols: sans-IO codecs, trio transports, pump actors, dispenser simulators."""

@@ -1,0 +1,1 @@
+"""Operations: admin socket, ``fuelswitch ops`` commands, metrics and logging setup."""
