@@ -50,7 +50,13 @@ class Address:
         return len(self.parts)
 
     def child(self, name: str) -> Address:
-        return Address((*self.parts, name))
+        """Only the new segment is validated: ``self`` already was."""
+        if not isinstance(name, str) or not _SEGMENT.fullmatch(name):
+            raise InvalidAddress(f"bad address segment {name!r}")
+        child = object.__new__(Address)
+        object.__setattr__(child, "parts", (*self.parts, name))
+        object.__setattr__(child, "path", f"{self.path}/{name}" if self.parts else name)
+        return child
 
     def __truediv__(self, name: str) -> Address:
         return self.child(name)

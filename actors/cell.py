@@ -429,4 +429,3 @@ class ActorCell:
 
     def __repr__(self) -> str:
         return f"<ActorCell {self.address} {self.status.value} #{self.incarnation}>"
-

@@ -109,8 +109,7 @@ class SupervisorGaveUp(ActorError):
         self, address: object, intensity: int, period: float, last: BaseException | None
     ) -> None:
         super().__init__(
-            f"{address or '/'}: more than {intensity} restarts in {period:g}s; "
-            f"last exit: {last!r}"
+            f"{address or '/'}: more than {intensity} restarts in {period:g}s; last exit: {last!r}"
         )
         self.address = str(address)
         self.intensity = intensity

@@ -153,7 +153,7 @@ class Mailbox:
         self._user: deque[Envelope] = deque()
         self._system: deque[Envelope] = deque()
         self._receiver: Task | None = None
-        self._senders = ParkingLot()
+        self._senders: ParkingLot | None = None  # made on first blocked sender
         self._closed = False
         self._peak = 0
         self._processed = 0
@@ -182,6 +182,8 @@ class Mailbox:
             await cancel_shielded_checkpoint()
             return
         while True:
+            if self._senders is None:
+                self._senders = ParkingLot()
             await self._senders.park()
             if self._admit(env, delivery):
                 return
@@ -243,8 +245,9 @@ class Mailbox:
         if self._user:
             self._processed += 1
             env = self._user.popleft()
-            if self._senders:
-                self._senders.unpark()
+            senders = self._senders
+            if senders is not None and senders:
+                senders.unpark()
             return env
         return None
 
@@ -284,7 +287,8 @@ class Mailbox:
                     discarded += 1
                     if env.reply is not None:
                         env.reply.fail(ActorStopped(self._label, reason))
-        self._senders.unpark_all()
+        if self._senders is not None:
+            self._senders.unpark_all()
         return discarded
 
     def statistics(self) -> MailboxStatistics:
@@ -296,7 +300,7 @@ class Mailbox:
             queued=len(user),
             system_queued=len(self._system),
             peak=self._peak,
-            blocked_senders=len(self._senders),
+            blocked_senders=len(self._senders) if self._senders is not None else 0,
             processed=self._processed,
             dropped=self._dropped,
             rejected=self._rejected,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -45,8 +44,8 @@ class ChildSpec:
 
     def __post_init__(self) -> None:
         Address((self.name,))  # validates the name as an address segment
-        if not (self.shutdown >= 0 or math.isinf(self.shutdown)):
-            raise ValueError("shutdown grace must be >= 0")
+        if not self.shutdown >= 0:  # also rejects NaN; math.inf means "wait as long as it takes"
+            raise ValueError(f"shutdown grace must be >= 0, not {self.shutdown!r}")
 
     @property
     def kind(self) -> str:

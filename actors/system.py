@@ -15,7 +15,7 @@ from typing import Any
 
 import outcome
 import trio
-from trio.lowlevel import current_task
+from trio.lowlevel import checkpoint, current_task
 
 from .address import ROOT, Address, AddressLike
 from .cell import ActorCell
@@ -146,7 +146,7 @@ class ActorSystem:
                 pending.extend(c.address for c in page.children if c.supervisor)
                 yield page
                 offset = page.next_offset
-                await trio.sleep(0)
+                await checkpoint()
 
     # -- the root --------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ class ActorSystem:
 async def gather(
     replies: Sequence[Reply | outcome.Error], *, timeout: float = 5.0
 ) -> list[outcome.Outcome[Any]]:
-    """Await several reply slots under one deadline; a slot still empty then is a ``CallTimeout``."""
+    """Await several reply slots under one deadline; a slot still empty then is a CallTimeout."""
     results: list[outcome.Outcome[Any]] = []
     try:
         with trio.move_on_after(timeout):

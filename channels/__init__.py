@@ -1,1 +1,1 @@
-"""Payment providers: sans-IO signing and codecs, HTTP adapters, channel actors, callbacks, bills."""
+"""Payment providers: signing, codecs, HTTP adapters, channel actors, callbacks, bills."""
