@@ -141,20 +141,24 @@ class Backoff:
     reset_after: float = 60.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_delay <= self.max_delay or not math.isfinite(self.max_delay):
+        # Written as positive checks so that NaN fails them too.
+        if not (0 <= self.min_delay <= self.max_delay < math.inf):
             raise ValueError("need 0 <= min_delay <= max_delay < inf")
-        if not 0 <= self.jitter <= 1 or self.factor < 1 or self.reset_after < 0:
+        if not (0 <= self.jitter <= 1 and self.factor >= 1 and self.reset_after >= 0):
             raise ValueError("need 0 <= jitter <= 1, factor >= 1 and reset_after >= 0")
 
     def base(self, attempt: int) -> float:
-        if attempt <= 0 or self.min_delay == 0:
+        if attempt <= 0 or self.min_delay == 0 or self.factor == 1:
             return self.min_delay
-        # Compare exponents instead of computing factor**attempt, which overflows.
-        if self.factor == 1 or attempt * math.log(self.factor) < math.log(
-            self.max_delay / self.min_delay
-        ):
-            return min(self.max_delay, self.min_delay * self.factor**attempt)
-        return self.max_delay
+        # Compare in log space: factor**attempt, and even max/min, can overflow a float.
+        log_growth = attempt * math.log(self.factor)
+        if log_growth >= math.log(self.max_delay) - math.log(self.min_delay):
+            return self.max_delay
+        try:
+            grown = self.min_delay * self.factor**attempt
+        except OverflowError:  # factor**attempt alone is too big; the product is not
+            grown = math.exp(math.log(self.min_delay) + log_growth)
+        return min(self.max_delay, grown)
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         base = self.base(attempt)
