@@ -29,10 +29,11 @@ class Address:
 
     @classmethod
     def parse(cls, text: str) -> Address:
-        """Parse ``a/b/c``. Empty segments, leading or trailing slashes are rejected."""
+        """Parse ``a/b/c``. Empty segments, leading or trailing slashes are rejected;
+        ``""`` and ``"/"`` (how the root prints) are the root."""
         if not isinstance(text, str):
             raise InvalidAddress(f"address must be a string, not {type(text).__name__}")
-        if text == "":
+        if text in ("", "/"):
             return ROOT
         return cls(tuple(text.split("/")))
 

@@ -46,6 +46,14 @@ class Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A ``send_after`` message, tagged with the incarnation that set the timer."""
+
+    incarnation: int
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
 class ChildExited:
     """System signal to a supervisor: a child's incarnation ended on its own."""
 
@@ -247,10 +255,17 @@ class ActorCell:
             env = await mailbox.get()
             kind = env.kind
             msg = env.msg
-            if kind is Kind.SYSTEM and type(msg) is Stop:
-                if msg.incarnation == incarnation:
-                    return msg.reason
-                continue
+            if kind >= Kind.INFO:
+                signal = type(msg)
+                if signal is Stop:
+                    if msg.incarnation == incarnation:
+                        reason: Exit = msg.reason
+                        return reason
+                    continue
+                if signal is TimerFired:
+                    if msg.incarnation != incarnation:
+                        continue  # timers die with the incarnation that set them
+                    msg = msg.msg
             now = trio.current_time()
             self.current = env
             self.current_since = now
@@ -261,7 +276,7 @@ class ActorCell:
                     assert reply is not None
                     result = await actor.handle_call(msg, reply)
                     settled = True
-                    if result is not NOREPLY and not reply.send(result):
+                    if result is not NOREPLY and not reply.send(result) and reply.abandoned:
                         self.late_replies += 1
                 elif kind is Kind.CAST:
                     await actor.handle_cast(msg)
@@ -272,7 +287,7 @@ class ActorCell:
             except Exception as exc:
                 if reply is not None:
                     settled = True
-                    if not reply.fail(ActorCrashed(self.address, exc)):
+                    if not reply.fail(ActorCrashed(self.address, exc)) and reply.abandoned:
                         self.late_replies += 1
                 self._log_crash(exc)
                 return Exit(ExitKind.CRASHED, exc)
@@ -283,6 +298,8 @@ class ActorCell:
                     reply.fail(ActorStopped(self.address, "killed while handling this call"))
             self.last_activity = now
             if self._stop_reason is not None:
+                # The Stop signal that asked for this may still be queued: it is spent.
+                mailbox.discard_system(lambda m: type(m) is Stop)
                 return self._stop_reason
 
     async def _terminate(self, actor: Actor, exit: Exit) -> None:
@@ -342,9 +359,9 @@ class ActorCell:
         self._by_parent = True
         self.status = Status.STOPPING
         self._stop_reason = reason
-        self.post_system(Stop(self.incarnation, reason))
         exited = self.exited
         if grace > 0:
+            self.post_system(Stop(self.incarnation, reason))
             with trio.move_on_after(grace):
                 await exited.wait()
         if not exited.is_set():
@@ -376,9 +393,9 @@ class ActorCell:
             if self.incarnation != incarnation or self.task is None or self.mailbox.closed:
                 return
             if system:
-                self.post_system(m)
+                self.post_system(TimerFired(incarnation, m))
             else:
-                self.post_info(m)
+                self.post_info(TimerFired(incarnation, m))
 
         return self.system.timers.call_at(trio.current_time() + delay, deliver, msg)
 

@@ -81,7 +81,7 @@ class DynamicSupervisor(Supervisor):
             for cell in self.children.values()
             if cell.status is Status.RUNNING
             and cell.current is None
-            and not len(cell.mailbox)
+            and not cell.mailbox.queued
             and now - cell.last_activity >= limit
         ]
         for cell in idle:

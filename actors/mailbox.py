@@ -167,6 +167,19 @@ class Mailbox:
     def __len__(self) -> int:
         return len(self._user) + len(self._system)
 
+    @property
+    def queued(self) -> int:
+        """Messages waiting on the user lane (what senders put there)."""
+        return len(self._user)
+
+    def discard_system(self, predicate: Callable[[Any], bool]) -> int:
+        """Remove the runtime signals ``predicate`` selects (stale stop requests)."""
+        kept = [env for env in self._system if not predicate(env.msg)]
+        removed = len(self._system) - len(kept)
+        if removed:
+            self._system = deque(kept)
+        return removed
+
     # -- senders ---------------------------------------------------------------
 
     def put_nowait(self, env: Envelope, delivery: Delivery) -> None:
@@ -186,6 +199,10 @@ class Mailbox:
                 self._senders = ParkingLot()
             await self._senders.park()
             if self._admit(env, delivery):
+                # A message handed straight to a parked receiver leaves the room it found,
+                # and no pop will announce it: pass the turn on to the next blocked sender.
+                if self._senders and len(self._user) < self._capacity:
+                    self._senders.unpark()
                 return
 
     def put_unbounded(self, env: Envelope) -> None:

@@ -40,8 +40,10 @@ class Registry:
         cell = self._cells.get(target if isinstance(target, str) else target.path)
         if cell is None:
             if isinstance(target, str):
-                target = Address.parse(target)
-            raise ActorNotFound(target)
+                target = Address.parse(target)  # InvalidAddress, or its canonical form
+                cell = self._cells.get(target.path)
+            if cell is None:
+                raise ActorNotFound(target)
         return cell
 
     def __contains__(self, target: AddressLike) -> bool:

@@ -45,6 +45,10 @@ class Reply:
     def abandoned(self) -> bool:
         return self._abandoned
 
+    def peek(self) -> outcome.Outcome[Any] | None:
+        """The outcome if one arrived, without waiting (``gather`` uses it at its deadline)."""
+        return self._outcome
+
     # -- the replying side -------------------------------------------------------
 
     def send(self, value: Any) -> bool:

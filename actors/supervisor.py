@@ -97,18 +97,29 @@ class Supervisor(Actor):
         self.strategy = strategy
         self.window = RestartWindow(intensity, period)
         self.specs = tuple(children)
+        names = [spec.name for spec in self.specs]
+        if len(set(names)) != len(names):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"duplicate child names: {', '.join(duplicates)}")
         self.children: dict[str, ActorCell] = {}
 
     # -- start ---------------------------------------------------------------------
 
     async def init(self) -> None:
-        for spec in self.specs:
-            cell = self._add(spec)
-            error = await self._start(cell)
-            if error is not None:
-                self._remove(cell, "failed to start")
-                await self._stop_all()
-                raise StartFailed(cell.address, error)
+        try:
+            for spec in self.specs:
+                await self._start_new(spec)
+        except Exception:
+            await self._stop_all()
+            raise
+
+    async def _start_new(self, spec: ChildSpec) -> ActorCell:
+        cell = self._add(spec)
+        error = await self._start(cell)
+        if error is not None:
+            self._remove(cell, "failed to start")
+            raise StartFailed(cell.address, error)
+        return cell
 
     def _add(self, spec: ChildSpec) -> ActorCell:
         address = self.address / spec.name
@@ -150,11 +161,7 @@ class Supervisor(Actor):
         return await super().handle_call(msg, reply)
 
     async def start_child(self, spec: ChildSpec, reply: Reply) -> Any:
-        cell = self._add(spec)
-        error = await self._start(cell)
-        if error is not None:
-            self._remove(cell, "failed to start")
-            raise StartFailed(cell.address, error)
+        cell = await self._start_new(spec)
         return cell.address
 
     def _child(self, name: str) -> ActorCell:
@@ -267,7 +274,7 @@ class Supervisor(Actor):
     async def _passivated(self, cell: ActorCell) -> None:
         cell.status = Status.PASSIVATED
         cell.activation_pending = False
-        if len(cell.mailbox):
+        if cell.mailbox.queued:
             await self._activate(cell)
 
     async def _activate(self, cell: ActorCell) -> None:

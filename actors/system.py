@@ -157,11 +157,16 @@ class ActorSystem:
         cell = ActorCell(self, spec, ROOT, None)
         self.registry.register(cell)
         self.root = cell
-        async with trio.open_nursery() as nursery:
-            error = await nursery.start(cell.run)
-            if error is not None:
-                raise StartFailed(ROOT, error)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                error = await nursery.start(cell.run)
+                if error is None:
+                    task_status.started()
+        finally:
+            self.registry.unregister(cell)
+            cell.close("the actor system stopped")
+        if error is not None:
+            raise StartFailed(ROOT, error)
         exit = self._root_exit
         if exit is not None and exit.error is not None:
             raise exit.error
@@ -184,15 +189,25 @@ async def gather(
             for reply in replies:
                 if isinstance(reply, outcome.Error):
                     results.append(reply)
+                    continue
+                # Not outcome.acapture: it would capture trio.Cancelled too.
+                try:
+                    value = await reply.wait()
+                except Exception as exc:
+                    results.append(outcome.Error(exc))
                 else:
-                    results.append(await outcome.acapture(reply.wait))
+                    results.append(outcome.Value(value))
     finally:
         for reply in replies[len(results) :]:
             if isinstance(reply, Reply):
                 reply.abandon()
     for reply in replies[len(results) :]:
-        target = reply.target if isinstance(reply, Reply) else ""
-        results.append(outcome.Error(CallTimeout(target, timeout)))
+        if isinstance(reply, outcome.Error):
+            results.append(reply)
+        elif (arrived := reply.peek()) is not None:  # arrived behind a slower one: keep it
+            results.append(arrived)
+        else:
+            results.append(outcome.Error(CallTimeout(reply.target, timeout)))
     return results
 
 
