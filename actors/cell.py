@@ -74,6 +74,7 @@ class ActorCell:
         "_by_parent",
         "_call_waits",
         "_nursery",
+        "_started",
         "_stop_reason",
         "activation_pending",
         "actor",
@@ -130,6 +131,7 @@ class ActorCell:
         self.activation_pending = False
         self._stop_reason: Exit | None = None
         self._by_parent = False
+        self._started = False  # this incarnation answered its starter
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -186,43 +188,47 @@ class ActorCell:
         self.exited = trio.Event()
         self.task = current_task()
         self.started_at = self.last_activity = trio.current_time()
-        started = [False]
+        self._started = False
         exit: Exit | None = None
         try:
             with trio.CancelScope() as scope:
                 self.scope = scope
-                exit = await self._live(task_status, started)
+                exit = await self._live(task_status)
             if scope.cancelled_caught:
                 exit = KILLED
-            if not started[0]:
+            if not self._started:
                 task_status.started(ActorStopped(self.address, "stopped before it started"))
                 exit = None
         finally:
             self._finish(incarnation, exit)
 
-    async def _live(self, task_status: trio.TaskStatus[Any], started: list[bool]) -> Exit | None:
+    def _answer_starter(
+        self, task_status: trio.TaskStatus[Any], error: BaseException | None
+    ) -> None:
+        self._started = True
+        task_status.started(error)
+
+    async def _live(self, task_status: trio.TaskStatus[Any]) -> Exit | None:
         try:
             actor = self.spec.factory()
             actor._cell = self
         except Exception as exc:
-            task_status.started(exc)
-            started[0] = True
+            self._answer_starter(task_status, exc)
             return None
         self.actor = actor
         self.kind = type(actor).__qualname__
         if not actor.linked_tasks:
-            return await self._init_and_loop(actor, task_status, started)
+            return await self._init_and_loop(actor, task_status)
         exit: Exit | None = None
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                exit = await self._init_and_loop(actor, task_status, started)
+                exit = await self._init_and_loop(actor, task_status)
                 nursery.cancel_scope.cancel()
         except* Exception as group:
             error = group.exceptions[0] if len(group.exceptions) == 1 else group
-            if not started[0]:
-                task_status.started(error)
-                started[0] = True
+            if not self._started:
+                self._answer_starter(task_status, error)
                 exit = None
             else:
                 exit = Exit(ExitKind.CRASHED, error)
@@ -232,18 +238,14 @@ class ActorCell:
             self._nursery = None
         return exit
 
-    async def _init_and_loop(
-        self, actor: Actor, task_status: trio.TaskStatus[Any], started: list[bool]
-    ) -> Exit | None:
+    async def _init_and_loop(self, actor: Actor, task_status: trio.TaskStatus[Any]) -> Exit | None:
         try:
             await actor.init()
         except Exception as exc:
-            task_status.started(exc)
-            started[0] = True
+            self._answer_starter(task_status, exc)
             return None
         self.status = Status.STOPPING if self._by_parent else Status.RUNNING
-        started[0] = True
-        task_status.started(None)
+        self._answer_starter(task_status, None)
         exit = await self._loop(actor)
         await self._terminate(actor, exit)
         return exit
