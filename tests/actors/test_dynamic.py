@@ -1,7 +1,7 @@
 """Dynamic supervisors: children added at run time, restarted one_for_one, passivated when idle.
 
-Helper actors and the event log are shared with ``test_supervisor.py``; every test runs
-on pytest-trio's ``autojump_clock``.
+Helper actors and the event log come from ``support.py`` (the ``log`` fixture from
+``conftest.py``); every test runs on pytest-trio's ``autojump_clock``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from actors import (
     DynamicSupervisor,
     StartFailed,
 )
-from tests.actors.test_supervisor import (
+from tests.actors.support import (
     ALWAYS,
     Boom,
     HangsInTerminate,
@@ -54,11 +54,6 @@ async def start_workers(system: actors.ActorSystem, log: Log, *names: str) -> No
     for name in names:
         address = await system.start_child(worker(name, log), supervisor="dyn")
         assert address == actors.as_address(f"dyn/{name}")
-
-
-@pytest.fixture
-def log() -> Log:
-    return Log()
 
 
 # -- starting and stopping children --------------------------------------------------------
