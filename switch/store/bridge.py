@@ -1,0 +1,332 @@
+"""The one place where asyncio lives: a trio-asyncio loop, the asyncpg pool, the redis client.
+
+asyncpg and redis-py are asyncio libraries; the switch is trio. ``open_store`` opens a
+single trio-asyncio loop for the life of the store, creates the pool and the client
+inside it, and closes them inside it again (they are bound to that loop). Every call
+from trio goes through ``_Aio.run``, which runs the asyncio coroutine on that loop
+(trio cancellation cancels it; asyncpg then cancels the query on the server) and maps
+asyncpg/redis exceptions to the store's own (:mod:`switch.store.errors`). Nothing
+outside this module imports asyncio, asyncpg or redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+import redis.asyncio as aioredis
+import redis.exceptions
+import trio
+import trio_asyncio
+
+from .errors import (
+    CacheError,
+    QueryError,
+    StoreError,
+    StoreUnavailable,
+    UniqueViolation,
+)
+
+T = TypeVar("T")
+Row = Mapping[str, Any]
+
+_PG_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # includes InternalClientError after a dropped connection
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+_REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+def map_postgres_error(exc: BaseException) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _PG_UNAVAILABLE):
+        error = UniqueViolation if isinstance(exc, asyncpg.UniqueViolationError) else QueryError
+        return error(
+            getattr(exc, "message", None) or type(exc).__name__,
+            getattr(exc, "sqlstate", None),
+            getattr(exc, "detail", None),
+        )
+    if isinstance(exc, _PG_UNAVAILABLE):
+        return StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}")
+    return QueryError(f"{type(exc).__name__}: {exc}")
+
+
+def map_redis_error(exc: BaseException) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, _REDIS_UNAVAILABLE):
+        return StoreUnavailable(f"Redis unavailable: {type(exc).__name__}: {exc}")
+    return CacheError(f"{type(exc).__name__}: {exc}")
+
+
+class _Aio:
+    """Runs asyncio coroutines on the store's loop from trio, mapping their errors."""
+
+    def __init__(self, loop: trio_asyncio.TrioEventLoop, mapper: Callable[..., StoreError]) -> None:
+        self.loop = loop
+        self.mapper = mapper
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        try:
+            result: T = await self.loop.run_aio_coroutine(fn(*args, **kwargs))
+        except Exception as exc:
+            raise self.mapper(exc) from exc
+        return result
+
+
+class _Queries:
+    """The query methods shared by the pool and a transaction's connection."""
+
+    _aio: _Aio
+    _target: Any  # asyncpg.Pool or asyncpg.Connection
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        status: str = await self._aio.run(self._target.execute, sql, *args)
+        return status
+
+    async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
+        await self._aio.run(self._target.executemany, sql, list(args))
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        rows: list[Row] = await self._aio.run(self._target.fetch, sql, *args)
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        row: Row | None = await self._aio.run(self._target.fetchrow, sql, *args)
+        return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._aio.run(self._target.fetchval, sql, *args)
+
+    async def copy_records(
+        self, table: str, records: Iterable[Sequence[Any]], columns: Sequence[str]
+    ) -> str:
+        status: str = await self._aio.run(
+            self._target.copy_records_to_table, table, records=records, columns=list(columns)
+        )
+        return status
+
+
+class Transaction(_Queries):
+    """Queries on one connection inside one transaction (see ``Database.transaction``)."""
+
+    def __init__(self, aio: _Aio, connection: Any) -> None:
+        self._aio = aio
+        self._target = connection
+
+
+class Database(_Queries):
+    """The asyncpg pool, seen from trio."""
+
+    def __init__(self, aio: _Aio, pool: Any) -> None:
+        self._aio = aio
+        self._target = pool
+        self._pool = pool
+
+    @asynccontextmanager
+    async def transaction(self, *, isolation: str = "read_committed") -> AsyncIterator[Transaction]:
+        """Commit when the block ends, roll back when it raises (or is cancelled)."""
+        aio = self._aio
+        connection = await aio.run(self._pool.acquire)
+        try:
+            tx = connection.transaction(isolation=isolation)
+            await aio.run(tx.start)
+            try:
+                yield Transaction(aio, connection)
+            except BaseException:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await aio.run(tx.rollback)
+                raise
+            await aio.run(tx.commit)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await aio.run(self._pool.release, connection)
+
+    def statistics(self) -> dict[str, int]:
+        pool = self._pool
+        return {
+            "size": pool.get_size(),
+            "idle": pool.get_idle_size(),
+            "min_size": pool.get_min_size(),
+            "max_size": pool.get_max_size(),
+        }
+
+
+class Subscription:
+    """Messages on some pub/sub channels, as a trio async iterator of ``(channel, data)``."""
+
+    def __init__(self, aio: _Aio, pubsub: Any, prefix: str) -> None:
+        self._aio = aio
+        self._pubsub = pubsub
+        self._prefix = prefix
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> tuple[str, bytes]:
+        while True:
+            message = await self._aio.run(self._pubsub.get_message, timeout=None)
+            if message is not None and message.get("type") == "message":
+                channel = message["channel"].decode()
+                return channel.removeprefix(self._prefix), message["data"]
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await self._aio.run(self._pubsub.aclose)
+
+
+class Redis:
+    """The redis-py client, seen from trio. Keys and channels are namespaced with ``prefix``
+
+    so that several switches (or test modules) can share one server.
+    """
+
+    def __init__(self, aio: _Aio, client: Any, prefix: str) -> None:
+        self._aio = aio
+        self._client = client
+        self.prefix = prefix
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    async def ping(self) -> bool:
+        return bool(await self._aio.run(self._client.ping))
+
+    async def get(self, name: str) -> bytes | None:
+        value: bytes | None = await self._aio.run(self._client.get, self.key(name))
+        return value
+
+    async def set(
+        self, name: str, value: bytes | str, *, ttl_s: float | None = None, only_new: bool = False
+    ) -> bool:
+        px = None if ttl_s is None else max(1, int(ttl_s * 1000))
+        result = await self._aio.run(self._client.set, self.key(name), value, px=px, nx=only_new)
+        return bool(result)
+
+    async def delete(self, *names: str) -> int:
+        count: int = await self._aio.run(self._client.delete, *(self.key(n) for n in names))
+        return count
+
+    async def incr_window(self, name: str, window_s: float) -> int:
+        """INCR a counter and set its expiry when it is new, atomically (MULTI/EXEC)."""
+
+        async def run() -> int:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.incr(self.key(name))
+                pipe.pexpire(self.key(name), max(1, int(window_s * 1000)), nx=True)
+                count, _ = await pipe.execute()
+                return int(count)
+
+        return await self._aio.run(run)
+
+    async def publish(self, channel: str, data: bytes | str) -> int:
+        receivers: int = await self._aio.run(self._client.publish, self.key(channel), data)
+        return receivers
+
+    async def subscribe(self, *channels: str) -> Subscription:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        await self._aio.run(pubsub.subscribe, *(self.key(c) for c in channels))
+        return Subscription(self._aio, pubsub, self.prefix)
+
+    async def flush_namespace(self) -> int:
+        """Delete every key under this namespace (tests and resets)."""
+
+        async def run() -> int:
+            deleted = 0
+            async for key in self._client.scan_iter(match=self.prefix + "*", count=500):
+                deleted += await self._client.delete(key)
+            return deleted
+
+        return await self._aio.run(run)
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    db: Database
+    redis: Redis
+
+
+@asynccontextmanager
+async def _database(
+    loop: trio_asyncio.TrioEventLoop, url: str, min_size: int, max_size: int
+) -> AsyncIterator[Database]:
+    aio = _Aio(loop, map_postgres_error)
+    pool = await aio.run(
+        asyncpg.create_pool,
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"synchronous_commit": "on", "application_name": "fuelswitch"},
+    )
+    try:
+        yield Database(aio, pool)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await aio.run(pool.close)
+
+
+@asynccontextmanager
+async def _redis(
+    loop: trio_asyncio.TrioEventLoop, url: str, namespace: str
+) -> AsyncIterator[Redis]:
+    aio = _Aio(loop, map_redis_error)
+    client = aioredis.Redis.from_url(url, health_check_interval=30)
+    try:
+        yield Redis(aio, client, namespace)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await aio.run(client.aclose)
+
+
+@asynccontextmanager
+async def open_store(
+    database_url: str,
+    redis_url: str,
+    *,
+    namespace: str = "fuelswitch:",
+    min_size: int = 1,
+    max_size: int = 10,
+) -> AsyncIterator[Store]:
+    """Open the loop, the pool and the client; close them again (shielded) on the way out."""
+    async with (
+        trio_asyncio.open_loop() as loop,
+        _database(loop, database_url, min_size, max_size) as db,
+        _redis(loop, redis_url, namespace) as rd,
+    ):
+        yield Store(db, rd)
+
+
+@asynccontextmanager
+async def open_database(
+    url: str, *, min_size: int = 1, max_size: int = 10
+) -> AsyncIterator[Database]:
+    """PostgreSQL alone (administration commands, benchmarks)."""
+    async with trio_asyncio.open_loop() as loop, _database(loop, url, min_size, max_size) as db:
+        yield db
+
+
+async def connect_once(database_url: str, sql: str, *args: Any) -> Any:
+    """Run one statement on a fresh connection (administration: create/drop databases)."""
+    async with trio_asyncio.open_loop() as loop:
+        aio = _Aio(loop, map_postgres_error)
+        connection = await aio.run(asyncpg.connect, database_url)
+        try:
+            return await aio.run(connection.fetchval, sql, *args)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await aio.run(connection.close)
