@@ -268,14 +268,6 @@ async def run_bench(config: BenchConfig) -> dict[str, Any]:
     }
 
 
-def verdicts(figures: dict[str, Any]) -> dict[str, bool]:
-    out = {}
-    for key, (op, limit) in TARGETS.items():
-        value = figures[key]
-        out[key] = value <= limit if op == "<=" else value >= limit
-    return out
-
-
 def quiet_logs() -> None:
     """The restart loop crashes an actor hundreds of times on purpose."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))

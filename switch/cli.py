@@ -1,33 +1,25 @@
-"""The ``fuelswitch`` command line. Subcommands are added as the switch grows."""
+"""The ``fuelswitch`` command line. Subcommands are added as the switch grows.
+
+Handlers import what they need when they run, so ``fuelswitch --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-
-import orjson
 
 from .process import tune_gc
 
 
 def _bench_actors(args: argparse.Namespace) -> int:
     import trio
-    from rich.console import Console
-    from rich.table import Table
 
-    from loadtest.bench_actors import TARGETS, BenchConfig, quiet_logs, run_bench, verdicts
+    from loadtest.bench_actors import TARGETS, BenchConfig, quiet_logs, run_bench
+    from loadtest.report import print_report
 
     quiet_logs()
     config = BenchConfig.quick() if args.quick else BenchConfig()
     figures = trio.run(run_bench, config)
-    ok = verdicts(figures)
-    console = Console(stderr=False, highlight=False)
-    table = Table(title="fuelswitch bench actors")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("", justify="center")
     rows = [
         ("call round trip (us)", "call_us", None),
         ("raw channel request/reply (us)", "raw_call_us", None),
@@ -42,20 +34,45 @@ def _bench_actors(args: argparse.Namespace) -> int:
         ("crash -> restarted -> reply, median (us)", "restart_us", None),
         ("same, p99 (us)", "restart_p99_us", None),
     ]
-    for label, key, target in rows:
-        value = figures[key]
-        text = f"{value:,.0f}" if value >= 1000 else f"{value:.3f}"
-        if target is None:
-            table.add_row(label, text, "", "")
-        else:
-            op, limit = TARGETS[target]
-            table.add_row(label, text, f"{op} {limit:g}", "ok" if ok[target] else "MISS")
-    console.print(table)
-    if args.quick:
-        console.print("quick mode: small counts, figures scaled to 10k; not for the record")
-    result = {**figures, "targets_met": ok, "quick": bool(args.quick)}
-    sys.stdout.write(orjson.dumps(result).decode() + "\n")
-    return 0 if all(ok.values()) or not args.check else 1
+    ok = print_report("fuelswitch bench actors", rows, figures, TARGETS, quick=args.quick)
+    return 1 if args.check and not all(ok.values()) else 0
+
+
+def _bench_journal(args: argparse.Namespace) -> int:
+    import trio
+
+    from loadtest.bench_actors import quiet_logs
+    from loadtest.bench_journal import TARGETS, JournalBenchConfig, run_journal_bench
+    from loadtest.report import print_report
+
+    from .config import Settings
+    from .store import database_server
+
+    quiet_logs()
+    settings = Settings.from_env()
+    config = JournalBenchConfig.quick() if args.quick else JournalBenchConfig()
+    with database_server(settings.home, settings.database_url) as database_url:
+        figures = trio.run(run_journal_bench, database_url, config)
+    rows = [
+        ("journal appends per second (1,000 streams)", "journal_events_per_s", None),
+        ("raw COPY per second, same events and commits", "copy_events_per_s", None),
+        ("append_ratio", "append_ratio", "append_ratio"),
+        ("raw COPY per second, one bulk COPY", "copy_bulk_events_per_s", None),
+        ("append_ratio_vs_bulk", "append_ratio_vs_bulk", None),
+        ("mean events per commit", "mean_batch", None),
+        ("steady rate (events/s)", "steady_rate", None),
+        ("append latency p50 (ms)", "steady_p50_ms", None),
+        ("append latency p99 (ms)", "steady_p99_ms", "steady_p99_ms"),
+        ("append latency max (ms)", "steady_max_ms", None),
+    ]
+    ok = print_report("fuelswitch bench journal", rows, figures, TARGETS, quick=args.quick)
+    return 1 if args.check and not all(ok.values()) else 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from .db_cli import run_db_command
+
+    return run_db_command(args.db_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,13 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="run a benchmark and print its figures")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    actors = benches.add_parser(
-        "actors",
-        help="the actor runtime against raw trio channels (table, then a final JSON line)",
+    for name, func, text in (
+        ("actors", _bench_actors, "the actor runtime against raw trio channels"),
+        ("journal", _bench_journal, "the journal writer against raw asyncpg COPY"),
+    ):
+        sub = benches.add_parser(name, help=f"{text} (table, then a final JSON line)")
+        sub.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+        sub.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+        sub.set_defaults(func=func)
+
+    db = commands.add_parser(
+        "db",
+        help="the database schema (FUELSWITCH_DATABASE_URL, or the embedded server)",
     )
-    actors.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
-    actors.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    actors.set_defaults(func=_bench_actors)
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser("migrate", help="apply pending migrations")
+    db_commands.add_parser("status", help="list migrations: applied, pending, changed")
+    db.set_defaults(func=_db)
     return parser
 
 

@@ -2,22 +2,20 @@
 
 The same mechanism as the switch: ``FUELSWITCH_DATABASE_URL`` / ``FUELSWITCH_REDIS_URL``
 when set, otherwise the embedded servers under ``$FUELSWITCH_HOME`` (default ``./var``).
+These helpers are synchronous so that session- and module-scoped fixtures can use them.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from urllib.parse import urlsplit, urlunsplit
 
 import trio
 
-from switch.store import connect_once, migrate, open_database
+from switch.store import admin, migrate, open_database
+from switch.store.admin import database_url_for
 
-
-def database_url_for(server_url: str, name: str) -> str:
-    parts = urlsplit(server_url)
-    return urlunsplit(parts._replace(path="/" + name))
+__all__ = ["create_database", "database_url_for", "drop_database", "unique_name"]
 
 
 def unique_name(prefix: str) -> str:
@@ -26,17 +24,15 @@ def unique_name(prefix: str) -> str:
 
 
 def create_database(server_url: str, name: str, *, migrated: bool = True) -> str:
-    trio.run(connect_once, server_url, f'CREATE DATABASE "{name}"')
-    url = database_url_for(server_url, name)
-    if migrated:
-
-        async def apply() -> None:
+    async def create() -> str:
+        url = await admin.create_database(server_url, name)
+        if migrated:
             async with open_database(url) as db:
                 await migrate(db)
+        return url
 
-        trio.run(apply)
-    return url
+    return trio.run(create)
 
 
 def drop_database(server_url: str, name: str) -> None:
-    trio.run(connect_once, server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    trio.run(admin.drop_database, server_url, name)

