@@ -261,6 +261,28 @@ class Store:
     redis: Redis
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+@asynccontextmanager
+async def _open_loop() -> AsyncIterator[trio_asyncio.TrioEventLoop]:
+    """trio-asyncio's loop runs its body inside nurseries, so whatever leaves it arrives
+    wrapped in (nested) exception groups. A single ordinary error is unwrapped, so that
+    callers can write ``except StoreUnavailable``; anything else passes unchanged."""
+    try:
+        async with trio_asyncio.open_loop() as loop:
+            yield loop
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            raise leaves[0] from leaves[0].__cause__
+        raise
+
+
 @asynccontextmanager
 async def _database(
     loop: trio_asyncio.TrioEventLoop, url: str, min_size: int, max_size: int
@@ -304,7 +326,7 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """Open the loop, the pool and the client; close them again (shielded) on the way out."""
     async with (
-        trio_asyncio.open_loop() as loop,
+        _open_loop() as loop,
         _database(loop, database_url, min_size, max_size) as db,
         _redis(loop, redis_url, namespace) as rd,
     ):
@@ -316,13 +338,13 @@ async def open_database(
     url: str, *, min_size: int = 1, max_size: int = 10
 ) -> AsyncIterator[Database]:
     """PostgreSQL alone (administration commands, benchmarks)."""
-    async with trio_asyncio.open_loop() as loop, _database(loop, url, min_size, max_size) as db:
+    async with _open_loop() as loop, _database(loop, url, min_size, max_size) as db:
         yield db
 
 
 async def connect_once(database_url: str, sql: str, *args: Any) -> Any:
     """Run one statement on a fresh connection (administration: create/drop databases)."""
-    async with trio_asyncio.open_loop() as loop:
+    async with _open_loop() as loop:
         aio = _Aio(loop, map_postgres_error)
         connection = await aio.run(asyncpg.connect, database_url)
         try:

@@ -99,11 +99,12 @@ class _Users:
         self.path = path
 
     def alive(self) -> list[int]:
+        """One entry per use: a process that nests two uses appears twice."""
         try:
             pids = [int(x) for x in self.path.read_text().split()]
         except (OSError, ValueError):
             return []
-        return [p for p in dict.fromkeys(pids) if pid_alive(p)]
+        return [p for p in pids if pid_alive(p)]
 
     def write(self, pids: list[int]) -> None:
         self.path.write_text("".join(f"{p}\n" for p in pids))
@@ -350,7 +351,9 @@ class _Shared:
 
     def release(self) -> None:
         with file_lock(self.lock):
-            users = [p for p in self.users.alive() if p != os.getpid()]
+            users = self.users.alive()
+            if os.getpid() in users:
+                users.remove(os.getpid())  # this use only; an outer one of ours remains
             self.users.write(users)
             if not users:
                 self.server.stop()
