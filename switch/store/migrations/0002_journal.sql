@@ -26,48 +26,58 @@ CREATE INDEX journal_streams_open ON journal_streams (kind, stream_id) WHERE NOT
 -- Stream i gets the events whose event_stream is i, in order. expected[i] is the head the
 -- writer believes in (NULL: append at the current head). Any mismatch aborts the whole batch
 -- with SQLSTATE FJ409 and the offending streams (JSON) in DETAIL; nothing is written.
+-- Three passes: create new streams, move existing heads (compare-and-set), insert events.
 CREATE FUNCTION journal_append(
     streams text[], expected integer[], terminal boolean[],
     event_stream integer[], types text[], payloads jsonb[]
 ) RETURNS TABLE (stream_id text, last_seq integer)
 LANGUAGE plpgsql AS $$
 DECLARE
+    moved_stream text[];
+    moved_base integer[];
+    moved_last integer[];
     conflicts jsonb;
 BEGIN
-    INSERT INTO journal_streams AS js (stream_id, kind, last_seq)
-    SELECT s, split_part(s, ':', 1), 0 FROM unnest(streams) AS s
-    ON CONFLICT DO NOTHING;
+    WITH req AS (
+        SELECT r.s, r.e, r.t, c.n
+        FROM unnest(streams, expected, terminal) WITH ORDINALITY AS r(s, e, t, i)
+        JOIN (SELECT si, count(*)::integer AS n FROM unnest(event_stream) AS si GROUP BY si) AS c
+          ON c.si = r.i
+    ),
+    created AS (
+        INSERT INTO journal_streams AS js (stream_id, kind, last_seq, terminal)
+        SELECT req.s, split_part(req.s, ':', 1), req.n, req.t FROM req
+        WHERE coalesce(req.e, 0) = 0
+        ON CONFLICT DO NOTHING
+        RETURNING js.stream_id, 0 AS base, js.last_seq
+    ),
+    advanced AS (
+        UPDATE journal_streams AS js
+        SET last_seq = js.last_seq + req.n,
+            terminal = js.terminal OR req.t,
+            updated_at = now()
+        FROM req
+        WHERE js.stream_id = req.s AND (req.e IS NULL OR js.last_seq = req.e)
+        RETURNING js.stream_id, js.last_seq - req.n AS base, js.last_seq
+    )
+    SELECT array_agg(m.stream_id), array_agg(m.base), array_agg(m.last_seq)
+    INTO moved_stream, moved_base, moved_last
+    FROM (SELECT * FROM created UNION ALL SELECT * FROM advanced) AS m;
 
-    -- Lock the heads in a fixed order so that two writers cannot deadlock.
-    PERFORM 1 FROM journal_streams js WHERE js.stream_id = ANY (streams)
-    ORDER BY js.stream_id FOR UPDATE;
-
-    SELECT jsonb_agg(jsonb_build_object('stream', r.s, 'expected', r.e, 'actual', js.last_seq))
-    INTO conflicts
-    FROM unnest(streams, expected) AS r(s, e)
-    JOIN journal_streams js ON js.stream_id = r.s
-    WHERE r.e IS NOT NULL AND r.e <> js.last_seq;
-    IF conflicts IS NOT NULL THEN
+    IF coalesce(array_length(moved_stream, 1), 0) <> array_length(streams, 1) THEN
+        SELECT jsonb_agg(jsonb_build_object('stream', r.s, 'expected', r.e, 'actual', js.last_seq))
+        INTO conflicts
+        FROM unnest(streams, expected) AS r(s, e)
+        LEFT JOIN journal_streams AS js ON js.stream_id = r.s
+        WHERE NOT (r.s = ANY (coalesce(moved_stream, '{}')));
         RAISE EXCEPTION 'journal conflict' USING ERRCODE = 'FJ409', DETAIL = conflicts::text;
     END IF;
 
     INSERT INTO journal (stream_id, seq, type, payload)
-    SELECT streams[ev.si],
-           js.last_seq + row_number() OVER (PARTITION BY ev.si ORDER BY ev.ord)::integer,
-           ev.t, ev.p
+    SELECT m.s, m.base + row_number() OVER (PARTITION BY ev.si ORDER BY ev.ord)::integer, ev.t, ev.p
     FROM unnest(event_stream, types, payloads) WITH ORDINALITY AS ev(si, t, p, ord)
-    JOIN journal_streams js ON js.stream_id = streams[ev.si];
+    JOIN unnest(moved_stream, moved_base) AS m(s, base) ON m.s = streams[ev.si];
 
-    RETURN QUERY
-    UPDATE journal_streams js
-    SET last_seq = js.last_seq + c.n,
-        terminal = js.terminal OR c.term,
-        updated_at = now()
-    FROM (
-        SELECT streams[g.si] AS s, terminal[g.si] AS term, g.n
-        FROM (SELECT si, count(*)::integer AS n FROM unnest(event_stream) AS si GROUP BY si) AS g
-    ) AS c
-    WHERE js.stream_id = c.s
-    RETURNING js.stream_id, js.last_seq;
+    RETURN QUERY SELECT * FROM unnest(moved_stream, moved_last);
 END
 $$;
