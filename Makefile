@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/fuelswitch db migrate
+	$(BIN)/fuelswitch db status
 	$(BIN)/fuelswitch bench actors
+	$(BIN)/fuelswitch bench journal
 
 test: lint typecheck unit
 
@@ -32,6 +35,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/fuelswitch bench actors
+	$(BIN)/fuelswitch bench journal
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
