@@ -15,6 +15,8 @@ from .bridge import (
     open_database,
     open_store,
 )
+from .bus import Decision, Deduper, OrderSubscription, OrderUpdates, RateLimiter
+from .cache import PriceBook, PriceBookCache, PriceBookLoader, RedisGuard
 from .errors import (
     CacheError,
     ConflictError,
@@ -39,13 +41,22 @@ __all__ = [
     "CacheError",
     "ConflictError",
     "Database",
+    "Decision",
+    "Deduper",
     "EmbeddedPostgres",
     "EmbeddedValkey",
     "Migration",
     "MigrationError",
     "MigrationStatus",
+    "OrderSubscription",
+    "OrderUpdates",
+    "PriceBook",
+    "PriceBookCache",
+    "PriceBookLoader",
     "QueryError",
+    "RateLimiter",
     "Redis",
+    "RedisGuard",
     "Row",
     "ServerError",
     "ServerUrls",

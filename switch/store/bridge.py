@@ -12,6 +12,7 @@ outside this module imports asyncio, asyncpg or redis.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import asyncpg
 import redis.asyncio as aioredis
 import redis.exceptions
+import structlog
 import trio
 import trio_asyncio
 
@@ -31,6 +33,7 @@ from .errors import (
     UniqueViolation,
 )
 
+log = structlog.get_logger("store")
 T = TypeVar("T")
 Row = Mapping[str, Any]
 
@@ -149,8 +152,13 @@ class Database(_Queries):
             try:
                 yield Transaction(aio, connection)
             except BaseException:
+                # Re-raised below, whatever happens to the rollback: the caller's error (or
+                # cancellation) is the one that matters.
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
-                    await aio.run(tx.rollback)
+                    try:
+                        await aio.run(tx.rollback)
+                    except StoreError as exc:
+                        log.warning("store.rollback_failed", error=str(exc))
                 raise
             await aio.run(tx.commit)
         finally:
@@ -168,24 +176,38 @@ class Database(_Queries):
 
 
 class Subscription:
-    """Messages on some pub/sub channels, as a trio async iterator of ``(channel, data)``."""
+    """Messages on some pub/sub channels, as a trio async iterator of ``(channel, data)``.
 
-    def __init__(self, aio: _Aio, pubsub: Any, prefix: str) -> None:
+    Made by ``Redis.subscribe`` only once the server confirmed every channel, so a message
+    published after ``subscribe`` returns is never missed. Iteration ends after ``aclose``;
+    a broken connection raises ``StoreUnavailable`` (messages may have been lost).
+    """
+
+    def __init__(self, aio: _Aio, pubsub: Any, prefix: str, early: list[Any]) -> None:
         self._aio = aio
         self._pubsub = pubsub
         self._prefix = prefix
+        self._early = early  # messages that arrived while the confirmations were read
+        self._closed = False
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> tuple[str, bytes]:
-        while True:
-            message = await self._aio.run(self._pubsub.get_message, timeout=None)
+        while not self._closed:
+            if self._early:
+                message = self._early.pop(0)
+            else:
+                message = await self._aio.run(self._pubsub.get_message, timeout=None)
             if message is not None and message.get("type") == "message":
                 channel = message["channel"].decode()
                 return channel.removeprefix(self._prefix), message["data"]
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             await self._aio.run(self._pubsub.aclose)
 
@@ -214,6 +236,8 @@ class Redis:
     async def set(
         self, name: str, value: bytes | str, *, ttl_s: float | None = None, only_new: bool = False
     ) -> bool:
+        if ttl_s is not None and not ttl_s > 0:
+            raise ValueError(f"ttl_s must be positive, not {ttl_s!r}")
         px = None if ttl_s is None else max(1, int(ttl_s * 1000))
         result = await self._aio.run(self._client.set, self.key(name), value, px=px, nx=only_new)
         return bool(result)
@@ -239,16 +263,41 @@ class Redis:
         return receivers
 
     async def subscribe(self, *channels: str) -> Subscription:
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        await self._aio.run(pubsub.subscribe, *(self.key(c) for c in channels))
-        return Subscription(self._aio, pubsub, self.prefix)
+        """Subscribe and wait for the server's confirmation of every channel (redis-py
+        returns as soon as SUBSCRIBE is written, and a PUBLISH could still beat it)."""
+        pubsub = self._client.pubsub()
+        names = {self.key(c) for c in channels}
+        early: list[Any] = []
+
+        async def run() -> None:
+            await pubsub.subscribe(*names)
+            waiting = set(names)
+            while waiting:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    waiting.discard(message["channel"].decode())
+                else:
+                    early.append(message)
+
+        subscribed = False
+        try:
+            await self._aio.run(run)
+            subscribed = True
+        finally:
+            if not subscribed:  # failed or cancelled: give the connection back
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await self._aio.run(pubsub.aclose)
+        return Subscription(self._aio, pubsub, self.prefix, early)
 
     async def flush_namespace(self) -> int:
         """Delete every key under this namespace (tests and resets)."""
 
         async def run() -> int:
             deleted = 0
-            async for key in self._client.scan_iter(match=self.prefix + "*", count=500):
+            pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + "*"  # glob-escaped
+            async for key in self._client.scan_iter(match=pattern, count=500):
                 deleted += await self._client.delete(key)
             return deleted
 
@@ -307,7 +356,9 @@ async def _redis(
     loop: trio_asyncio.TrioEventLoop, url: str, namespace: str
 ) -> AsyncIterator[Redis]:
     aio = _Aio(loop, map_redis_error)
-    client = aioredis.Redis.from_url(url, health_check_interval=30)
+    client = aioredis.Redis.from_url(
+        url, health_check_interval=30, socket_connect_timeout=5, socket_keepalive=True
+    )
     try:
         yield Redis(aio, client, namespace)
     finally:

@@ -327,3 +327,41 @@ def test_only_the_bridge_imports_asyncio_asyncpg_or_redis() -> None:
     assert offenders == {}
     # ... and it would notice them: the bridge itself imports all three.
     assert asyncio_imports(ROOT / "switch" / "store" / "bridge.py") == ASYNCIO_LIBRARIES
+
+
+async def test_a_message_published_right_after_subscribe_is_received(store: Store) -> None:
+    for i in range(20):
+        subscription = await store.redis.subscribe(f"race{i}")
+        try:
+            assert await store.redis.publish(f"race{i}", b"now") == 1
+            with trio.fail_after(5):
+                assert await subscription.__anext__() == (f"race{i}", b"now")
+        finally:
+            await subscription.aclose()
+
+
+async def test_iteration_ends_after_aclose(store: Store) -> None:
+    subscription = await store.redis.subscribe("closing")
+    await subscription.aclose()
+    await subscription.aclose()  # idempotent
+    assert [m async for m in subscription] == []
+
+
+async def test_set_refuses_a_ttl_that_is_not_positive(store: Store) -> None:
+    for ttl in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="ttl_s"):
+            await store.redis.set("k", b"v", ttl_s=ttl)
+
+
+async def test_flush_namespace_treats_glob_characters_literally(
+    store: Store, servers: ServerUrls, database_url: str
+) -> None:
+    async with (
+        open_store(database_url, servers.redis_url, namespace="globtest:[ab]*:") as odd,
+        open_store(database_url, servers.redis_url, namespace="globtest:a-other:") as other,
+    ):
+        await odd.redis.set("k", b"1")
+        await other.redis.set("k", b"2")
+        assert await odd.redis.flush_namespace() == 1
+        assert await other.redis.get("k") == b"2"
+        await other.redis.flush_namespace()
