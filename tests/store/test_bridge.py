@@ -16,6 +16,7 @@ from switch.store import (
     CacheError,
     Database,
     QueryError,
+    ServerUrls,
     Store,
     StoreError,
     StoreUnavailable,
