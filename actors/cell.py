@@ -159,13 +159,24 @@ class ActorCell:
             self._request_activation()
         self.mailbox.put_nowait(Envelope(Kind.CALL, msg, reply, trio.current_time()), Delivery.CALL)
 
+    def offer_call(self, msg: Any, reply: Reply) -> bool:
+        """Queue a call unless a BLOCK mailbox would have to wait (``False``); other
+        policies raise ``MailboxFull`` or evict as their table says."""
+        if self.status is Status.PASSIVATED:
+            self._request_activation()
+        env = Envelope(Kind.CALL, msg, reply, trio.current_time())
+        return self.mailbox.offer(env, Delivery.CALL)
+
     async def put_call(self, msg: Any, reply: Reply) -> None:
         if not self._call_waits:
             self.post_call(msg, reply)
             return
         if self.status is Status.PASSIVATED:
             self._request_activation()
-        await self.mailbox.put(Envelope(Kind.CALL, msg, reply, trio.current_time()), Delivery.CALL)
+        env = Envelope(Kind.CALL, msg, reply, trio.current_time())
+        # The caller parks for its reply next: only a full mailbox needs to wait here.
+        if not self.mailbox.offer(env, Delivery.CALL):
+            await self.mailbox.put(env, Delivery.CALL)
 
     def post_info(self, msg: Any) -> None:
         self.mailbox.put_unbounded(Envelope(Kind.INFO, msg, None, trio.current_time()))

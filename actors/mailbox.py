@@ -190,6 +190,14 @@ class Mailbox:
             self._rejected += 1
             raise MailboxFull(self._label)
 
+    def offer(self, env: Envelope, delivery: Delivery) -> bool:
+        """Enqueue if the policy admits it now; ``False`` where it would have to wait.
+
+        For callers that checkpoint right afterwards anyway (a call waits for its reply),
+        so that a message with room to go costs no extra trip through the scheduler.
+        """
+        return self._admit(env, delivery)
+
     async def put(self, env: Envelope, delivery: Delivery) -> None:
         """Enqueue, waiting for room when the policy says so. Cancellable while waiting."""
         await checkpoint_if_cancelled()

@@ -24,6 +24,8 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
+from .errors import CallTimeout
+
 
 class Reply:
     """The reply slot of one call. Handed to ``handle_call`` for deferred replies."""
@@ -92,3 +94,13 @@ class Reply:
         """The caller gave up: any later reply is dropped."""
         if self._outcome is None:
             self._abandoned = True
+
+    def expire(self, timeout: float) -> None:
+        """The caller's timeout ran out (a timer calls this): it gets ``CallTimeout``, and
+        the actor's reply, if it ever comes, is dropped as late."""
+        if self._outcome is None and not self._abandoned:
+            self._abandoned = True
+            waiter = self._waiter
+            if waiter is not None:
+                self._waiter = None
+                reschedule(waiter, outcome.Error(CallTimeout(self.target, timeout)))

@@ -51,7 +51,7 @@ from actors import (
 )
 
 from .bridge import Database
-from .errors import ConflictError, QueryError, StoreError, StoreUnavailable
+from .errors import ConflictError, QueryError, StoreError, StoreUnavailable, UniqueViolation
 
 _STREAM = re.compile(r"[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.:@+-]{1,160}")
 CONFLICT_SQLSTATE = "FJ409"
@@ -80,7 +80,7 @@ class StreamHead:
     kind: str
     last_seq: int
     terminal: bool
-    updated_at: datetime
+    last_recorded_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +216,7 @@ class JournalWriter(Actor):
         return batch
 
     async def _commit(self, batch: list[tuple[Append, Reply]]) -> None:
+        races = 0
         while batch:
             streams, expected, terminal = [], [], []
             event_stream: list[int] = []
@@ -244,6 +245,16 @@ class JournalWriter(Actor):
                 raise StoreUnavailable(
                     f"journal commit took over {self.commit_timeout_s:g}s; outcome unknown"
                 ) from None
+            except UniqueViolation as exc:
+                # Another writer appended to one of these streams between our head probe and
+                # our insert. Nothing was written: send again, and the probe will name it.
+                races += 1
+                if races > 3:
+                    for _, reply in batch:
+                        reply.fail(exc)
+                    self.failed_batches += 1
+                    return
+                continue
             except QueryError as exc:
                 if exc.sqlstate != CONFLICT_SQLSTATE:
                     for _, reply in batch:
@@ -373,18 +384,25 @@ class Journal:
         ]
 
     async def head(self, stream_id: str) -> StreamHead | None:
-        row = await self.db.fetchrow(
-            "SELECT stream_id, kind, last_seq, terminal, updated_at FROM journal_streams "
-            "WHERE stream_id = $1",
-            validate_stream_id(stream_id),
-        )
-        return None if row is None else StreamHead(**row)
+        rows = await self.db.fetch(_HEADS + "WHERE s.stream_id = $1", validate_stream_id(stream_id))
+        return StreamHead(**rows[0]) if rows else None
 
     async def open_streams(self, kind: str | None = None) -> list[StreamHead]:
         """Streams not yet terminal: what recovery must re-drive on start."""
         rows = await self.db.fetch(
-            "SELECT stream_id, kind, last_seq, terminal, updated_at FROM journal_streams "
-            "WHERE NOT terminal AND ($1::text IS NULL OR kind = $1) ORDER BY stream_id",
+            _HEADS + "WHERE NOT s.terminal AND ($1::text IS NULL OR s.kind = $1) "
+            "ORDER BY s.stream_id",
             kind,
         )
         return [StreamHead(**r) for r in rows]
+
+
+_HEADS = """
+SELECT s.stream_id, s.kind, coalesce(last.seq, 0) AS last_seq, s.terminal,
+       last.recorded_at AS last_recorded_at
+FROM journal_streams AS s
+LEFT JOIN LATERAL (
+    SELECT j.seq, j.recorded_at FROM journal AS j
+    WHERE j.stream_id = s.stream_id ORDER BY j.seq DESC LIMIT 1
+) AS last ON true
+"""

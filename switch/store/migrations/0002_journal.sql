@@ -11,73 +11,67 @@ CREATE TABLE journal (
 );
 CREATE UNIQUE INDEX journal_position ON journal (position);
 
--- One row per stream: its head (last seq) and whether it reached a terminal state.
+-- One row per stream: its kind and whether it reached a terminal state. A stream's head is
+-- not stored: it is the highest seq in the journal, one index probe away, so an append
+-- updates no row here (only the first append creates one, the last may mark it terminal).
 CREATE TABLE journal_streams (
     stream_id   text PRIMARY KEY,
     kind        text NOT NULL,           -- the part of the stream id before ':'
-    last_seq    integer NOT NULL CHECK (last_seq >= 0),
     terminal    boolean NOT NULL DEFAULT false,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    closed_at   timestamptz
 );
 CREATE INDEX journal_streams_open ON journal_streams (kind, stream_id) WHERE NOT terminal;
 
 -- Append a batch of streams' events in one round trip, atomically.
--- Stream i gets the events whose event_stream is i, in order. expected[i] is the head the
--- writer believes in (NULL: append at the current head). Any mismatch aborts the whole batch
--- with SQLSTATE FJ409 and the offending streams (JSON) in DETAIL; nothing is written.
--- Three passes: create new streams, move existing heads (compare-and-set), insert events.
+-- Stream i gets the events whose p_event_stream is i, in order. p_expected[i] is the head the
+-- writer believes in (NULL: append at the current head). A mismatch aborts the whole batch
+-- with SQLSTATE FJ409 and the offending streams (JSON) in DETAIL; nothing is written. A
+-- concurrent writer that appended first makes the insert a unique violation (23505) on the
+-- primary key instead: the caller retries, and then sees the conflict.
 CREATE FUNCTION journal_append(
-    streams text[], expected integer[], terminal boolean[],
-    event_stream integer[], types text[], payloads jsonb[]
+    p_streams text[], p_expected integer[], p_terminal boolean[],
+    p_event_stream integer[], p_types text[], p_payloads jsonb[]
 ) RETURNS TABLE (stream_id text, last_seq integer)
 LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
-    moved_stream text[];
-    moved_base integer[];
-    moved_last integer[];
+    heads integer[];
     conflicts jsonb;
 BEGIN
-    WITH req AS (
-        SELECT r.s, r.e, r.t, c.n
-        FROM unnest(streams, expected, terminal) WITH ORDINALITY AS r(s, e, t, i)
-        JOIN (SELECT si, count(*)::integer AS n FROM unnest(event_stream) AS si GROUP BY si) AS c
-          ON c.si = r.i
-    ),
-    created AS (
-        INSERT INTO journal_streams AS js (stream_id, kind, last_seq, terminal)
-        SELECT req.s, split_part(req.s, ':', 1), req.n, req.t FROM req
-        WHERE coalesce(req.e, 0) = 0
-        ON CONFLICT DO NOTHING
-        RETURNING js.stream_id, 0 AS base, js.last_seq
-    ),
-    advanced AS (
-        UPDATE journal_streams AS js
-        SET last_seq = js.last_seq + req.n,
-            terminal = js.terminal OR req.t,
-            updated_at = now()
-        FROM req
-        WHERE js.stream_id = req.s AND (req.e IS NULL OR js.last_seq = req.e)
-        RETURNING js.stream_id, js.last_seq - req.n AS base, js.last_seq
-    )
-    SELECT array_agg(m.stream_id), array_agg(m.base), array_agg(m.last_seq)
-    INTO moved_stream, moved_base, moved_last
-    FROM (SELECT * FROM created UNION ALL SELECT * FROM advanced) AS m;
+    SELECT array_agg(
+               coalesce((SELECT max(j.seq) FROM journal AS j WHERE j.stream_id = r.s), 0)
+               ORDER BY r.i)
+    INTO heads
+    FROM unnest(p_streams) WITH ORDINALITY AS r(s, i);
 
-    IF coalesce(array_length(moved_stream, 1), 0) <> array_length(streams, 1) THEN
-        SELECT jsonb_agg(jsonb_build_object('stream', r.s, 'expected', r.e, 'actual', js.last_seq))
-        INTO conflicts
-        FROM unnest(streams, expected) AS r(s, e)
-        LEFT JOIN journal_streams AS js ON js.stream_id = r.s
-        WHERE NOT (r.s = ANY (coalesce(moved_stream, '{}')));
+    SELECT jsonb_agg(jsonb_build_object(
+               'stream', p_streams[i], 'expected', p_expected[i], 'actual', heads[i]))
+    INTO conflicts
+    FROM generate_subscripts(p_streams, 1) AS i
+    WHERE p_expected[i] IS NOT NULL AND p_expected[i] <> heads[i];
+    IF conflicts IS NOT NULL THEN
         RAISE EXCEPTION 'journal conflict' USING ERRCODE = 'FJ409', DETAIL = conflicts::text;
     END IF;
 
-    INSERT INTO journal (stream_id, seq, type, payload)
-    SELECT m.s, m.base + row_number() OVER (PARTITION BY ev.si ORDER BY ev.ord)::integer, ev.t, ev.p
-    FROM unnest(event_stream, types, payloads) WITH ORDINALITY AS ev(si, t, p, ord)
-    JOIN unnest(moved_stream, moved_base) AS m(s, base) ON m.s = streams[ev.si];
+    INSERT INTO journal_streams (stream_id, kind)
+    SELECT p_streams[i], split_part(p_streams[i], ':', 1)
+    FROM generate_subscripts(p_streams, 1) AS i
+    WHERE heads[i] = 0
+    ON CONFLICT DO NOTHING;
 
-    RETURN QUERY SELECT * FROM unnest(moved_stream, moved_last);
+    INSERT INTO journal (stream_id, seq, type, payload)
+    SELECT p_streams[ev.si],
+           heads[ev.si] + row_number() OVER (PARTITION BY ev.si ORDER BY ev.ord)::integer,
+           ev.t, ev.p
+    FROM unnest(p_event_stream, p_types, p_payloads) WITH ORDINALITY AS ev(si, t, p, ord);
+
+    UPDATE journal_streams AS js SET terminal = true, closed_at = now()
+    FROM generate_subscripts(p_streams, 1) AS i
+    WHERE p_terminal[i] AND js.stream_id = p_streams[i] AND NOT js.terminal;
+
+    RETURN QUERY
+    SELECT p_streams[c.si], heads[c.si] + c.n
+    FROM (SELECT si, count(*)::integer AS n FROM unnest(p_event_stream) AS si GROUP BY si) AS c;
 END
 $$;
