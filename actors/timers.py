@@ -69,7 +69,8 @@ class TimerService:
         self._cancelled += 1
         heap = self._heap
         if self._cancelled > 1024 and self._cancelled * 2 > len(heap):
-            heap[:] = [entry for entry in heap if not entry[2].cancelled]  # in place: run() holds it
+            # In place: run() holds a reference to this list.
+            heap[:] = [entry for entry in heap if not entry[2].cancelled]
             heapq.heapify(heap)
             self._cancelled = 0
 
