@@ -1,0 +1,371 @@
+"""Sans-IO GFD-1 codec: register lists in, typed values out, and back.
+
+No sockets, no trio: the switch's driver decodes what its Modbus client read and encodes
+what it will write; the simulator does the opposite with the same tables, so the two
+sides cannot disagree about the map. Every decoder checks lengths, word ranges and enum
+values and raises :class:`CodecError` for anything a correct device would not send:
+a pump actor treats that as a device fault, never as a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .registers import (
+    COMMAND_COUNT,
+    COMMAND_FIELDS,
+    COMMAND_START,
+    CONFIG_COUNT,
+    IDENTITY_OFFSET,
+    IDENTITY_WORDS,
+    MAX_NOZZLES,
+    PRICES_COUNT,
+    SETTINGS_COUNT,
+    SETTINGS_FIELDS,
+    SETTINGS_START,
+    STATUS_COUNT,
+    STATUS_FIELDS,
+    TOTALS_COUNT,
+    TOTALS_STRIDE,
+    Field,
+)
+from .states import (
+    Command,
+    CommandResult,
+    EndReason,
+    ErrorCode,
+    Flag,
+    FPState,
+    Mode,
+    PresetType,
+    SaleState,
+)
+
+
+class CodecError(ValueError):
+    """Registers that no correct GFD-1 device would produce (or a value that cannot be sent)."""
+
+
+# -- words --------------------------------------------------------------------------------
+
+
+def _check_words(regs: Sequence[int], count: int, what: str) -> None:
+    if len(regs) != count:
+        raise CodecError(f"{what}: expected {count} registers, got {len(regs)}")
+    for r in regs:
+        if not isinstance(r, int) or not 0 <= r <= 0xFFFF:
+            raise CodecError(f"{what}: register value {r!r} is not a 16-bit word")
+
+
+def _get(regs: Sequence[int], offset: int, words: int) -> int:
+    value = 0
+    for i in range(words):
+        value = (value << 16) | regs[offset + i]
+    return value
+
+
+def _put(regs: list[int], offset: int, words: int, value: int, name: str) -> None:
+    if not isinstance(value, int) or value < 0 or value >> (16 * words):
+        raise CodecError(f"{name}={value!r} does not fit {words} register(s)")
+    for i in range(words):
+        regs[offset + words - 1 - i] = (value >> (16 * i)) & 0xFFFF
+
+
+def _unpack(regs: Sequence[int], start: int, fields: Sequence[Field]) -> dict[str, int]:
+    return {f.name: _get(regs, f.address - start, f.words) for f in fields}
+
+
+def _pack(values: Mapping[str, int], start: int, count: int, fields: Sequence[Field]) -> list[int]:
+    regs = [0] * count
+    for f in fields:
+        _put(regs, f.address - start, f.words, int(values[f.name]), f.name)
+    return regs
+
+
+def _enum(kind: Any, value: int, name: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise CodecError(f"{name}: {value} is not a valid {kind.__name__}") from None
+
+
+# -- the status block (IR 0-56) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SaleRecord:
+    """The head of the payable buffer (the oldest uncleared completed sale)."""
+
+    seq: int
+    nozzle: int
+    end_reason: EndReason
+    volume_ml: int
+    amount_fen: int
+    unit_price: int  # milli-fen per litre
+    start_volume_total_ml: int
+    end_volume_total_ml: int
+    auth_token: int
+    preset_type: PresetType
+    preset_value: int
+    price_set_id: int
+    state: SaleState
+
+
+@dataclass(frozen=True, slots=True)
+class StatusBlock:
+    map_version: int
+    fp_state: FPState
+    flags: Flag
+    active_nozzle: int
+    nozzle_out_mask: int
+    error_code: ErrorCode
+    cur_sale_seq: int
+    cur_volume_ml: int
+    cur_amount_fen: int
+    cur_unit_price: int
+    flow_rate_ml_min: int
+    cur_auth_token: int
+    cmd_ack_seq: int
+    cmd_result: CommandResult
+    cmd_ack_code: int  # the code of the command last executed; 0 before any
+    heartbeat: int
+    boot_count: int
+    unpaid_count: int
+    price_set_id: int
+    last_sale: SaleRecord | None  # None when the payable buffer is empty
+
+
+def decode_status(regs: Sequence[int]) -> StatusBlock:
+    _check_words(regs, STATUS_COUNT, "status block")
+    v = _unpack(regs, 0, STATUS_FIELDS)
+    if v["map_version"] != 1:
+        raise CodecError(f"unsupported GFD-1 map version {v['map_version']}")
+    last = None
+    if v["last_sale_seq"]:
+        last = SaleRecord(
+            seq=v["last_sale_seq"],
+            nozzle=v["last_sale_nozzle"],
+            end_reason=_enum(EndReason, v["last_sale_end_reason"], "last_sale_end_reason"),
+            volume_ml=v["last_sale_volume_ml"],
+            amount_fen=v["last_sale_amount_fen"],
+            unit_price=v["last_sale_unit_price"],
+            start_volume_total_ml=v["last_sale_start_volume_total_ml"],
+            end_volume_total_ml=v["last_sale_end_volume_total_ml"],
+            auth_token=v["last_sale_auth_token"],
+            preset_type=_enum(PresetType, v["last_sale_preset_type"], "last_sale_preset_type"),
+            preset_value=v["last_sale_preset_value"],
+            price_set_id=v["last_sale_price_set_id"],
+            state=_enum(SaleState, v["last_sale_state"], "last_sale_state"),
+        )
+        if not 1 <= last.nozzle <= MAX_NOZZLES:
+            raise CodecError(f"last sale on nozzle {last.nozzle}")
+        if last.end_volume_total_ml < last.start_volume_total_ml:
+            raise CodecError("last sale's end volume total is below its start total")
+    if v["active_nozzle"] > MAX_NOZZLES:
+        raise CodecError(f"active nozzle {v['active_nozzle']}")
+    return StatusBlock(
+        map_version=v["map_version"],
+        fp_state=_enum(FPState, v["fp_state"], "fp_state"),
+        flags=Flag(v["flags"]),
+        active_nozzle=v["active_nozzle"],
+        nozzle_out_mask=v["nozzle_out_mask"],
+        error_code=_enum(ErrorCode, v["error_code"], "error_code"),
+        cur_sale_seq=v["cur_sale_seq"],
+        cur_volume_ml=v["cur_volume_ml"],
+        cur_amount_fen=v["cur_amount_fen"],
+        cur_unit_price=v["cur_unit_price"],
+        flow_rate_ml_min=v["flow_rate_ml_min"],
+        cur_auth_token=v["cur_auth_token"],
+        cmd_ack_seq=v["cmd_ack_seq"],
+        cmd_result=_enum(CommandResult, v["cmd_result"], "cmd_result"),
+        cmd_ack_code=v["cmd_ack_code"],
+        heartbeat=v["heartbeat"],
+        boot_count=v["boot_count"],
+        unpaid_count=v["unpaid_count"],
+        price_set_id=v["price_set_id"],
+        last_sale=last,
+    )
+
+
+def encode_status(status: StatusBlock) -> list[int]:
+    values: dict[str, int] = {k: int(v) for k, v in asdict(status).items() if k != "last_sale"}
+    sale = status.last_sale
+    values.update(
+        last_sale_seq=sale.seq if sale else 0,
+        last_sale_nozzle=sale.nozzle if sale else 0,
+        last_sale_end_reason=int(sale.end_reason) if sale else 0,
+        last_sale_volume_ml=sale.volume_ml if sale else 0,
+        last_sale_amount_fen=sale.amount_fen if sale else 0,
+        last_sale_unit_price=sale.unit_price if sale else 0,
+        last_sale_start_volume_total_ml=sale.start_volume_total_ml if sale else 0,
+        last_sale_end_volume_total_ml=sale.end_volume_total_ml if sale else 0,
+        last_sale_auth_token=sale.auth_token if sale else 0,
+        last_sale_preset_type=int(sale.preset_type) if sale else 0,
+        last_sale_preset_value=sale.preset_value if sale else 0,
+        last_sale_price_set_id=sale.price_set_id if sale else 0,
+        last_sale_state=int(sale.state) if sale else 0,
+    )
+    return _pack(values, 0, STATUS_COUNT, STATUS_FIELDS)
+
+
+# -- totals (IR 100-163) and configuration (IR 200-217) --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NozzleTotals:
+    """Monotonic electronic totalizers of one nozzle: never reset, the truth at the pump."""
+
+    volume_ml: int
+    amount_fen: int
+
+
+def decode_totals(regs: Sequence[int], nozzles: int = MAX_NOZZLES) -> tuple[NozzleTotals, ...]:
+    _check_words(regs, TOTALS_COUNT, "totals block")
+    if not 1 <= nozzles <= MAX_NOZZLES:
+        raise CodecError(f"nozzle count {nozzles}")
+    return tuple(
+        NozzleTotals(_get(regs, TOTALS_STRIDE * n, 4), _get(regs, TOTALS_STRIDE * n + 4, 4))
+        for n in range(nozzles)
+    )
+
+
+def encode_totals(totals: Sequence[NozzleTotals]) -> list[int]:
+    if len(totals) > MAX_NOZZLES:
+        raise CodecError(f"{len(totals)} nozzles")
+    regs = [0] * TOTALS_COUNT
+    for n, t in enumerate(totals):
+        _put(regs, TOTALS_STRIDE * n, 4, t.volume_ml, f"nozzle {n + 1} volume total")
+        _put(regs, TOTALS_STRIDE * n + 4, 4, t.amount_fen, f"nozzle {n + 1} amount total")
+    return regs
+
+
+@dataclass(frozen=True, slots=True)
+class PointConfig:
+    nozzle_count: int
+    grades: tuple[int, ...]  # grade code per nozzle, nozzle 1 first
+    identity: str  # up to 16 ASCII characters
+
+
+def decode_config(regs: Sequence[int]) -> PointConfig:
+    _check_words(regs, CONFIG_COUNT, "configuration block")
+    count = regs[0]
+    if not 1 <= count <= MAX_NOZZLES:
+        raise CodecError(f"nozzle count {count}")
+    raw = b"".join(
+        r.to_bytes(2, "big") for r in regs[IDENTITY_OFFSET : IDENTITY_OFFSET + IDENTITY_WORDS]
+    )
+    try:
+        identity = raw.rstrip(b"\0 ").decode("ascii")
+    except UnicodeDecodeError:
+        raise CodecError("identity is not ASCII") from None
+    return PointConfig(count, tuple(regs[1 : 1 + count]), identity)
+
+
+def encode_config(config: PointConfig) -> list[int]:
+    if not 1 <= config.nozzle_count <= MAX_NOZZLES or len(config.grades) != config.nozzle_count:
+        raise CodecError("nozzle count and grades disagree")
+    try:
+        raw = config.identity.encode("ascii")
+    except UnicodeEncodeError:
+        raise CodecError("identity must be ASCII") from None
+    if len(raw) > 2 * IDENTITY_WORDS:
+        raise CodecError("identity longer than 16 characters")
+    raw = raw.ljust(2 * IDENTITY_WORDS, b"\0")
+    regs = [0] * CONFIG_COUNT
+    regs[0] = config.nozzle_count
+    for i, grade in enumerate(config.grades):
+        _put(regs, 1 + i, 1, grade, f"grade of nozzle {i + 1}")
+    for i in range(IDENTITY_WORDS):
+        regs[IDENTITY_OFFSET + i] = int.from_bytes(raw[2 * i : 2 * i + 2], "big")
+    return regs
+
+
+# -- writes: command block (HR 1000-1010), staged prices, settings ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommandBlock:
+    """One command. The device executes it only if ``seq`` differs from its CMD_ACK_SEQ,
+    so writing the same block twice is harmless."""
+
+    seq: int
+    code: Command
+    nozzle_mask: int = 0  # 0 = all nozzles
+    preset_type: PresetType = PresetType.NONE
+    preset_value: int = 0
+    auth_token: int = 0
+    sale_seq: int = 0
+    price_set_id: int = 0
+
+
+def encode_command(cmd: CommandBlock) -> list[int]:
+    if cmd.preset_type is PresetType.NONE and cmd.preset_value:
+        raise CodecError("a preset value needs a preset type")
+    values = {
+        "seq": cmd.seq,
+        "code": int(cmd.code),
+        "nozzle_mask": cmd.nozzle_mask,
+        "preset_type": int(cmd.preset_type),
+        "preset_value": cmd.preset_value,
+        "auth_token": cmd.auth_token,
+        "sale_seq": cmd.sale_seq,
+        "price_set_id": cmd.price_set_id,
+    }
+    return _pack(values, COMMAND_START, COMMAND_COUNT, COMMAND_FIELDS)
+
+
+def decode_command(regs: Sequence[int]) -> CommandBlock:
+    _check_words(regs, COMMAND_COUNT, "command block")
+    v = _unpack(regs, COMMAND_START, COMMAND_FIELDS)
+    return CommandBlock(
+        seq=v["seq"],
+        code=_enum(Command, v["code"], "command code"),
+        nozzle_mask=v["nozzle_mask"],
+        preset_type=_enum(PresetType, v["preset_type"], "preset type"),
+        preset_value=v["preset_value"],
+        auth_token=v["auth_token"],
+        sale_seq=v["sale_seq"],
+        price_set_id=v["price_set_id"],
+    )
+
+
+def encode_prices(prices: Sequence[int]) -> list[int]:
+    """Staged unit prices (milli-fen per litre), nozzle 1 first; applied by APPLY_PRICES."""
+    if not 1 <= len(prices) <= MAX_NOZZLES:
+        raise CodecError(f"{len(prices)} prices")
+    regs = [0] * PRICES_COUNT
+    for i, price in enumerate(prices):
+        if price <= 0:
+            raise CodecError(f"price of nozzle {i + 1} must be positive")
+        _put(regs, 2 * i, 2, price, f"price of nozzle {i + 1}")
+    return regs[: 2 * len(prices)]
+
+
+def decode_prices(regs: Sequence[int]) -> tuple[int, ...]:
+    if len(regs) % 2 or not 2 <= len(regs) <= PRICES_COUNT:
+        raise CodecError(f"prices block of {len(regs)} registers")
+    _check_words(regs, len(regs), "prices block")
+    return tuple(_get(regs, i, 2) for i in range(0, len(regs), 2))
+
+
+@dataclass(frozen=True, slots=True)
+class PointSettings:
+    host_watchdog_s: int = 0  # 0 = off
+    max_unpaid: int = 3
+    auth_timeout_s: int = 120
+    mode: Mode = Mode.HOST_CONTROLLED
+
+
+def encode_settings(settings: PointSettings) -> list[int]:
+    values = {k: int(v) for k, v in asdict(settings).items()}
+    return _pack(values, SETTINGS_START, SETTINGS_COUNT, SETTINGS_FIELDS)
+
+
+def decode_settings(regs: Sequence[int]) -> PointSettings:
+    _check_words(regs, SETTINGS_COUNT, "settings block")
+    v = _unpack(regs, SETTINGS_START, SETTINGS_FIELDS)
+    return PointSettings(
+        v["host_watchdog_s"], v["max_unpaid"], v["auth_timeout_s"], _enum(Mode, v["mode"], "mode")
+    )
