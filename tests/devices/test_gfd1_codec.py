@@ -51,7 +51,7 @@ SALE = SaleRecord(
     end_reason=EndReason.PRESET_REACHED,
     volume_ml=38_462,
     amount_fen=30_000,
-    unit_price=7_800_000,
+    unit_price=780_000,
     start_volume_total_ml=2**40 + 5,
     end_volume_total_ml=2**40 + 5 + 38_462,
     auth_token=0xDEADBEEF,
@@ -73,7 +73,7 @@ def status(**changes: object) -> StatusBlock:
         "cur_sale_seq": 70001,
         "cur_volume_ml": 38_462,
         "cur_amount_fen": 30_000,
-        "cur_unit_price": 7_800_000,
+        "cur_unit_price": 780_000,
         "flow_rate_ml_min": 0,
         "cur_auth_token": 0xDEADBEEF,
         "cmd_ack_seq": 41,
@@ -96,7 +96,7 @@ def test_status_block_register_image_follows_the_map() -> None:
     assert regs[1] == 10  # FP_STATE COMPLETED
     assert regs[2] == 0b1000100  # flags b2 preset active, b6 totals valid
     assert regs[6:8] == [1, 70001 - 65536]  # CUR_SALE_SEQ, high word first
-    assert regs[12:14] == [7_800_000 >> 16, 7_800_000 & 0xFFFF]
+    assert regs[12:14] == [780_000 >> 16, 780_000 & 0xFFFF]
     assert regs[16:18] == [0xDEAD, 0xBEEF]  # CUR_AUTH_TOKEN
     assert regs[18:22] == [41, 0, 1, 65535]
     assert regs[26:32] == [0] * 6  # reserved
@@ -257,8 +257,8 @@ def test_unknown_command_codes_are_refused() -> None:
 
 
 def test_prices_config_and_settings() -> None:
-    assert encode_prices([7_800_000, 8_350_000]) == [119, 1_216, 127, 26_928]
-    assert decode_prices(encode_prices([7_800_000, 8_350_000])) == (7_800_000, 8_350_000)
+    assert encode_prices([780_000, 835_000]) == [11, 59_104, 12, 48_568]
+    assert decode_prices(encode_prices([780_000, 835_000])) == (780_000, 835_000)
     with pytest.raises(CodecError, match="positive"):
         encode_prices([0])
     config = PointConfig(nozzle_count=3, grades=(92, 95, 0), identity="GFD1-S001-FP03")
