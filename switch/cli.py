@@ -75,6 +75,50 @@ def _db(args: argparse.Namespace) -> int:
     return run_db_command(args.db_command)
 
 
+def _sim_pumps(args: argparse.Namespace) -> int:
+    from devices.sim.cli import run_pumps
+
+    return run_pumps(args)
+
+
+def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = commands.add_parser("sim", help="run a simulator of the field devices")
+    sims = sim.add_subparsers(dest="sim", required=True, metavar="SIMULATOR")
+    pumps = sims.add_parser(
+        "pumps",
+        help="GFD-1 dispensers behind Modbus TCP gateways (and an RTU line)",
+        description="Simulated GFD-1 fuelling points: one Modbus TCP gateway per station "
+        "(unit id = pump number), optionally one more station on an RTU line, a control API "
+        "(JSON lines) and a state file. Prints one JSON line with the ports once listening; "
+        "runs until SIGTERM or SIGINT.",
+    )
+    add = pumps.add_argument
+    add("--stations", type=int, default=1, metavar="N", help="TCP stations (default 1)")
+    add("--pumps-per-station", type=int, default=4, metavar="M", help="unit ids 1..M")
+    add("--port-base", type=int, default=0, metavar="P", help="station i on P+i (0: free ports)")
+    add("--nozzles", type=int, default=2, metavar="K", help="nozzles per pump (default 2)")
+    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    add("--rtu", metavar="PTY", help="serve one more station on this tty (RTU, unit = pump)")
+    add("--rtu-baudrate", type=int, default=115200, metavar="BAUD")
+    add("--rtu-parity", choices=["N", "E", "O"], default="N")
+    add("--state", metavar="FILE", help="persist every point here (restored with a power-up)")
+    add("--control-port", type=int, metavar="C", help="JSON-lines control API (0: free port)")
+    add(
+        "--random-customers",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="random customers per pump per minute (default 0: none)",
+    )
+    add("--patience", type=float, default=120.0, metavar="S", help="unauthorized customers leave")
+    add("--mode", choices=["host", "stand-alone"], default="host", help="MODE of new pumps")
+    add("--seed", type=int, default=0, metavar="S", help="seed of every random choice")
+    add("--tick", type=float, default=0.05, metavar="S", help="clock step, seconds")
+    add("--speed", type=float, default=1.0, metavar="X", help="model seconds per real second")
+    add("--verbose", action="store_true", help="log every connection and garbage run")
+    pumps.set_defaults(func=_sim_pumps)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fuelswitch",
@@ -101,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("migrate", help="apply pending migrations")
     db_commands.add_parser("status", help="list migrations: applied, pending, changed")
     db.set_defaults(func=_db)
+    _add_sim(commands)
     return parser
 
 

@@ -1,5 +1,11 @@
 """Dispenser simulators. ``FuellingPoint`` is the pure, deterministic model of one GFD-1
-fuelling point (one Modbus unit id); the Modbus server around it owns clock and I/O."""
+fuelling point (one Modbus unit id); the Modbus server around it owns clock and I/O.
+
+The server side is imported by module, not from here (it pulls in pymodbus and trio):
+``register_map`` (a point as Modbus registers), ``framing`` (server-side MBAP and RTU
+codecs), ``simulation`` (all points, faults, customers, ledger), ``control`` (the JSON-lines
+control API), all sans-IO; ``gateway``, ``rtu_server`` and ``service`` are the trio
+adapters and ``cli`` is ``fuelswitch sim pumps``."""
 
 from .dispenser import MAP_VERSION, FuellingPoint
 from .faults import Faults
@@ -9,7 +15,6 @@ from .physics import FlowCurve, amount_fen, volume_for_amount
 from .records import (
     Customer,
     NozzleSpec,
-    PointSnapshot,
     PointSpec,
     Sale,
     SimSettings,
@@ -24,7 +29,6 @@ __all__ = [
     "FuellingPoint",
     "NozzleSpec",
     "PointCore",
-    "PointSnapshot",
     "PointSpec",
     "Sale",
     "SimSettings",

@@ -2,7 +2,8 @@
 
 :class:`FuellingPoint` adds the host's side to :class:`~devices.sim.fuelling_point.PointCore`:
 the command block (:meth:`FuellingPoint.command`), the holding registers (staged prices,
-settings), the register snapshot (:meth:`FuellingPoint.registers`) and ``to_dict`` /
+settings), the register values as the codec's own types (:meth:`FuellingPoint.status`,
+``totals``, ``config``, ``settings_block``, ``staged_prices``) and ``to_dict`` /
 ``from_dict``. The Modbus server owns the unit id, the clock and the transport; it calls
 ``advance(now)`` before it answers, and ``host_activity()`` for every request.
 
@@ -45,6 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from devices.gfd1.codec import NozzleTotals, PointConfig, PointSettings, StatusBlock
 from devices.gfd1.states import (
     Command,
     CommandResult,
@@ -69,7 +71,7 @@ from .persistence import (
     spec_from_dict,
     spec_to_dict,
 )
-from .records import U16, U32, PointSnapshot, SimSettings, check_range
+from .records import U16, U32, SimSettings, check_range
 
 MAP_VERSION = 1
 
@@ -287,8 +289,8 @@ class FuellingPoint(PointCore):
             flags |= Flag.PRICE_CHANGE_PENDING
         return flags
 
-    def registers(self) -> PointSnapshot:
-        """Every register value now (call ``advance`` first)."""
+    def status(self) -> StatusBlock:
+        """The status block (IR 0-56) now, as the codec's own value (call ``advance`` first)."""
         sale = self._sale
         flow_rate = 0
         if self._state is FPState.FUELLING and sale is not None and sale.curve is not None:
@@ -297,9 +299,7 @@ class FuellingPoint(PointCore):
             active = sale.nozzle
         else:
             active = lowest_nozzle(self._nozzles_out)
-        head = self._buffer[0] if self._buffer else None
-        s = self.settings
-        return PointSnapshot(
+        return StatusBlock(
             map_version=MAP_VERSION,
             fp_state=self._state,
             flags=self.flags(),
@@ -319,30 +319,29 @@ class FuellingPoint(PointCore):
             boot_count=self._boot_count,
             unpaid_count=len(self._buffer),
             price_set_id=self._price_set_id,
-            last_sale_seq=head.seq if head else 0,
-            last_sale_nozzle=head.nozzle if head else 0,
-            last_sale_end_reason=int(head.end_reason) if head else 0,
-            last_sale_volume_ml=head.volume_ml if head else 0,
-            last_sale_amount_fen=head.amount_fen if head else 0,
-            last_sale_unit_price=head.unit_price if head else 0,
-            last_sale_start_volume_total_ml=head.start_volume_total_ml if head else 0,
-            last_sale_end_volume_total_ml=head.end_volume_total_ml if head else 0,
-            last_sale_auth_token=head.auth_token if head else 0,
-            last_sale_preset_type=int(head.preset_type) if head else 0,
-            last_sale_preset_value=head.preset_value if head else 0,
-            last_sale_price_set_id=head.price_set_id if head else 0,
-            last_sale_state=int(head.state) if head else 0,
-            nozzle_volume_totals_ml=tuple(self._volume_totals),
-            nozzle_amount_totals_fen=tuple(self._amount_totals),
-            nozzle_count=self.spec.nozzle_count,
-            grades=tuple(n.grade for n in self.spec.nozzles),
-            identity=self.spec.identity,
-            staged_prices=tuple(self._staged),
-            host_watchdog_s=s.host_watchdog_s,
-            max_unpaid=s.max_unpaid,
-            auth_timeout_s=s.auth_timeout_s,
-            mode=s.mode,
+            last_sale=self._buffer[0].record() if self._buffer else None,
         )
+
+    def totals(self) -> tuple[NozzleTotals, ...]:
+        """The totals block (IR 100+), one entry per nozzle, nozzle 1 first (the register
+        map reads the totals of nozzles the point lacks as 0)."""
+        pairs = zip(self._volume_totals, self._amount_totals, strict=True)
+        return tuple(NozzleTotals(volume, amount) for volume, amount in pairs)
+
+    def config(self) -> PointConfig:
+        """The configuration block (IR 200-217)."""
+        spec = self.spec
+        return PointConfig(spec.nozzle_count, tuple(n.grade for n in spec.nozzles), spec.identity)
+
+    def settings_block(self) -> PointSettings:
+        """The settings (HR 1200-1203) as the codec's value."""
+        s = self.settings
+        return PointSettings(s.host_watchdog_s, s.max_unpaid, s.auth_timeout_s, s.mode)
+
+    @property
+    def staged_prices(self) -> tuple[int, ...]:
+        """PRICE_NOZZLE_n (HR 1100+), nozzle 1 first: what APPLY_PRICES would put in force."""
+        return tuple(self._staged)
 
     # -- persistence ---------------------------------------------------------------------
 

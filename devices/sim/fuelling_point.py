@@ -93,6 +93,7 @@ class _Present:
     nozzle: int
     hang_up_ml: int | None
     hang_up_at_ms: int | None
+    give_up_at_ms: int | None  # gives up unless the nozzle flows by then (then None)
 
 
 def lowest_nozzle(mask: int) -> int:
@@ -202,6 +203,18 @@ class PointCore:
     @property
     def sale_in_progress(self) -> bool:
         return self._sale is not None
+
+    @property
+    def customers(self) -> int:
+        """Scripted customers at the point: the one holding a nozzle and those queued."""
+        return len(self._queue) + (self._customer is not None)
+
+    def next_event_s(self) -> float | None:
+        """Model time of the next thing the point will do on its own (flow starting or
+        stopping, a timeout, a customer's move), None if nothing: until then, advancing
+        it changes nothing but the clock, so a simulator with many points need not."""
+        due = self._next_event_ms()
+        return None if due >= _NEVER else due / 1000
 
     def drain_ended(self) -> list[Sale]:
         """Every sale that ended since the last call, oldest first, lost ones included
@@ -492,13 +505,19 @@ class PointCore:
                 return True
         customer = self._customer
         if customer is not None:
+            served = sale is not None and sale.flowed and sale.nozzle == customer.nozzle
+            if served:
+                customer.give_up_at_ms = None
             if (
-                customer.hang_up_ml is not None
-                and sale is not None
-                and sale.flowed
-                and sale.nozzle == customer.nozzle
-                and sale.volume_ml >= customer.hang_up_ml
-            ) or (customer.hang_up_at_ms is not None and t >= customer.hang_up_at_ms):
+                (
+                    customer.hang_up_ml is not None
+                    and sale is not None
+                    and served
+                    and sale.volume_ml >= customer.hang_up_ml
+                )
+                or (customer.hang_up_at_ms is not None and t >= customer.hang_up_at_ms)
+                or (customer.give_up_at_ms is not None and t >= customer.give_up_at_ms)
+            ):
                 self._customer_leaves()
                 return True
         elif (
@@ -508,9 +527,10 @@ class PointCore:
             and self._state not in _FLOWED
         ):
             arriving = self._queue.popleft()
-            after = arriving.hang_up_after_s
+            after, patience = arriving.hang_up_after_s, arriving.patience_s
             at_ms = None if after is None else t + to_ms(after)
-            self._customer = _Present(arriving.nozzle, arriving.hang_up_after_ml, at_ms)
+            give_up_ms = None if patience is None else t + to_ms(patience)
+            self._customer = _Present(arriving.nozzle, arriving.hang_up_after_ml, at_ms, give_up_ms)
             self._lift(self._bit(arriving.nozzle))
             return True
         if self._flow_due is not None and t >= self._flow_due:
@@ -562,8 +582,9 @@ class PointCore:
             times.append(self._flow_due)
         if self._state is FPState.AUTHORIZED and sale is not None and self.settings.auth_timeout_s:
             times.append(sale.authorized_ms + 1000 * self.settings.auth_timeout_s)
-        if self._customer is not None and self._customer.hang_up_at_ms is not None:
-            times.append(self._customer.hang_up_at_ms)
+        if self._customer is not None:
+            moments = (self._customer.hang_up_at_ms, self._customer.give_up_at_ms)
+            times.extend(at for at in moments if at is not None)
         if self._customer is None and self._queue and to_ms(self._queue[0].lift_at_s) > t:
             times.append(to_ms(self._queue[0].lift_at_s))
         if self._state is FPState.FUELLING and sale is not None and sale.curve is not None:

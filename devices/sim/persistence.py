@@ -2,7 +2,7 @@
 
 Everything is integers, strings, booleans and lists, so a file written on one machine
 reads the same anywhere; readers validate every field and raise ValueError on anything
-else. :class:`StationFile` keeps one simulator's points in one file, replaced atomically
+else. :class:`StationFile` keeps all of a simulator's points in one file, replaced atomically
 (write a temporary file, fsync it, ``os.replace``, fsync the directory): after a crash at
 any moment the file holds either the old or the new content, never a mix. Its I/O is
 blocking; a trio server calls it through ``trio.to_thread.run_sync``.
@@ -23,7 +23,8 @@ from devices.gfd1.states import EndReason, Mode, PresetType, SaleState
 
 from .records import U16, U32, NozzleSpec, PointSpec, Sale, SimSettings
 
-FORMAT: Final = 1
+FORMAT: Final = 1  # of one point's dictionary
+FILE_FORMAT: Final = 2  # of the station file (format 1 held one station's points)
 U64: Final = (1 << 64) - 1
 
 
@@ -181,19 +182,35 @@ class Persistent(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
+PointKey = tuple[int, int]  # (station index, unit id)
+
+
 class StationFile:
-    """One simulator's non-volatile memory: every point's ``to_dict()`` by unit id."""
+    """A simulator's non-volatile memory: every point's ``to_dict()`` by (station, unit).
+
+    The document is ``{"format": 2, "stations": {"0": {"1": {...point...}, ...}, ...}}``.
+    Writing is split so that a trio server takes the snapshot in its own thread (the
+    points are never read while they change) and only the disk I/O in a worker thread:
+    ``payload = sf.encode(points)`` then ``await trio.to_thread.run_sync(sf.write_bytes,
+    payload)``. :meth:`write` does both, blocking.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
-    def write(self, points: Mapping[int, Persistent]) -> None:
+    def encode(self, points: Mapping[PointKey, Persistent]) -> bytes:
+        stations: dict[str, dict[str, Any]] = {}
+        for (station, unit), point in sorted(points.items()):
+            stations.setdefault(str(station), {})[str(unit)] = point.to_dict()
+        document = {"format": FILE_FORMAT, "stations": stations}
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+    def write(self, points: Mapping[PointKey, Persistent]) -> None:
         """Replace the file atomically and durably with the points' current state."""
-        document = {
-            "format": FORMAT,
-            "points": {str(unit): p.to_dict() for unit, p in sorted(points.items())},
-        }
-        payload = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        self.write_bytes(self.encode(points))
+
+    def write_bytes(self, payload: bytes) -> None:
+        """Replace the file atomically and durably with ``payload`` (from :meth:`encode`)."""
         directory = self.path.parent
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
         try:
@@ -212,9 +229,9 @@ class StationFile:
         finally:
             os.close(fd)
 
-    def read(self) -> dict[int, dict[str, Any]]:
-        """Each point's saved state by unit id; empty if the file does not exist yet.
-        Build the points with ``FuellingPoint.from_dict``."""
+    def read(self) -> dict[PointKey, dict[str, Any]]:
+        """Each point's saved state by (station, unit); empty if the file does not exist
+        yet. Build the points with ``FuellingPoint.from_dict``."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -224,11 +241,18 @@ class StationFile:
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"{self.path}: not JSON: {exc}") from None
         r = Reader(document, str(self.path))
-        if r.integer("format") != FORMAT:
+        if r.integer("format") != FILE_FORMAT:
             raise ValueError(f"{self.path}: unsupported format {document.get('format')!r}")
-        points: dict[int, dict[str, Any]] = {}
-        for unit, data in r.mapping("points").items():
-            if not unit.isdigit() or not 0 <= int(unit) <= 255 or not isinstance(data, dict):
-                raise ValueError(f"{self.path}: bad point entry {unit!r}")
-            points[int(unit)] = data
+        points: dict[PointKey, dict[str, Any]] = {}
+        for station, units in r.mapping("stations").items():
+            if not _is_index(station, 65535) or not isinstance(units, dict):
+                raise ValueError(f"{self.path}: bad station entry {station!r}")
+            for unit, data in units.items():
+                if not _is_index(unit, 255) or not isinstance(data, dict):
+                    raise ValueError(f"{self.path}: bad point entry {station!r}/{unit!r}")
+                points[int(station), int(unit)] = data
         return points
+
+
+def _is_index(key: str, top: int) -> bool:
+    return key.isascii() and key.isdigit() and int(key) <= top

@@ -1,8 +1,10 @@
-"""Plain data of the simulated fuelling point: configuration, settings, sales, snapshots.
+"""Plain data of the simulated fuelling point: configuration, settings, sales, customers.
 
-Field names of :class:`PointSnapshot` and :class:`Sale` follow the GFD-1 register map as
-``devices/gfd1/registers.py`` names it (``cur_volume_ml``, ``last_sale_amount_fen``, ...),
-so the Modbus server can hand them to the codec without a renaming table.
+The register values themselves are the codec's types (``devices.gfd1.codec``): the model
+builds a :class:`~devices.gfd1.codec.StatusBlock` and friends, so the simulator and the
+switch share one definition of every field. :class:`Sale` is the model's richer record of
+an ended sale (it also keeps the amount totals and lost sales); :meth:`Sale.record` is the
+buffer head as the status block carries it.
 """
 
 from __future__ import annotations
@@ -10,16 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from devices.gfd1.states import (
-    CommandResult,
-    EndReason,
-    ErrorCode,
-    Flag,
-    FPState,
-    Mode,
-    PresetType,
-    SaleState,
-)
+from devices.gfd1.codec import SaleRecord
+from devices.gfd1.states import EndReason, Mode, PresetType, SaleState
 
 MAX_NOZZLES = 8
 U16 = 0xFFFF
@@ -114,78 +108,48 @@ class Sale:
     price_set_id: int
     state: SaleState = SaleState.PAYABLE
 
+    def record(self) -> SaleRecord:
+        """The sale as LAST_SALE_* (IR 32-56) presents it at the head of the buffer."""
+        return SaleRecord(
+            seq=self.seq,
+            nozzle=self.nozzle,
+            end_reason=self.end_reason,
+            volume_ml=self.volume_ml,
+            amount_fen=self.amount_fen,
+            unit_price=self.unit_price,
+            start_volume_total_ml=self.start_volume_total_ml,
+            end_volume_total_ml=self.end_volume_total_ml,
+            auth_token=self.auth_token,
+            preset_type=self.preset_type,
+            preset_value=self.preset_value,
+            price_set_id=self.price_set_id,
+            state=self.state,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Customer:
     """A scripted customer: lifts ``nozzle`` at ``lift_at_s`` (or as soon as the point is
     free after that), hangs up after ``hang_up_after_ml`` of the sale or ``hang_up_after_s``
     after lifting, whichever comes first, and in any case once the sale has ended.
-    Without either limit the customer keeps the nozzle until the sale ends."""
+    Without either limit the customer keeps the nozzle until the sale ends. With
+    ``patience_s``, a customer whose nozzle has not started to flow that long after
+    lifting gives up and hangs up (nobody authorized them): without it, an unattended
+    point in host-controlled mode would hold a waiting customer for ever."""
 
     nozzle: int
     lift_at_s: float = 0.0
     hang_up_after_ml: int | None = None
     hang_up_after_s: float | None = None
+    patience_s: float | None = None
 
 
-def random_customer(rng: random.Random, nozzle_count: int, *, at_s: float) -> Customer:
+def random_customer(
+    rng: random.Random, nozzle_count: int, *, at_s: float, patience_s: float | None = None
+) -> Customer:
     """A plausible customer from ``rng``: mostly "fill N litres", sometimes "N seconds"."""
     nozzle = rng.randint(1, nozzle_count)
     if rng.random() < 0.8:
-        return Customer(nozzle, at_s, hang_up_after_ml=rng.randint(5_000, 60_000))
-    return Customer(nozzle, at_s, hang_up_after_s=rng.uniform(5.0, 90.0))
-
-
-@dataclass(frozen=True, slots=True)
-class PointSnapshot:
-    """Every register value of one fuelling point at one instant (unit ids are the server's).
-
-    Status block (IR 0-56) fields carry the names of ``devices.gfd1.registers``; the
-    ``last_sale_*`` fields are zero when the payable buffer is empty.
-    """
-
-    map_version: int
-    fp_state: FPState
-    flags: Flag
-    active_nozzle: int
-    nozzle_out_mask: int
-    error_code: ErrorCode
-    cur_sale_seq: int
-    cur_volume_ml: int
-    cur_amount_fen: int
-    cur_unit_price: int
-    flow_rate_ml_min: int
-    cur_auth_token: int
-    cmd_ack_seq: int
-    cmd_result: CommandResult
-    cmd_ack_code: int
-    heartbeat: int
-    boot_count: int
-    unpaid_count: int
-    price_set_id: int
-    last_sale_seq: int
-    last_sale_nozzle: int
-    last_sale_end_reason: int  # an EndReason, or 0 when the buffer is empty
-    last_sale_volume_ml: int
-    last_sale_amount_fen: int
-    last_sale_unit_price: int
-    last_sale_start_volume_total_ml: int
-    last_sale_end_volume_total_ml: int
-    last_sale_auth_token: int
-    last_sale_preset_type: int
-    last_sale_preset_value: int
-    last_sale_price_set_id: int
-    last_sale_state: int  # a SaleState
-    # totals (IR 100+), nozzle 1 first
-    nozzle_volume_totals_ml: tuple[int, ...]
-    nozzle_amount_totals_fen: tuple[int, ...]
-    # configuration (IR 200-217)
-    nozzle_count: int
-    grades: tuple[int, ...]
-    identity: str
-    # holding registers the host writes and may read back (HR 1100+, 1200-1203)
-    staged_prices: tuple[int, ...]
-    host_watchdog_s: int
-    max_unpaid: int
-    auth_timeout_s: int
-    mode: Mode
+        volume = rng.randint(5_000, 60_000)
+        return Customer(nozzle, at_s, hang_up_after_ml=volume, patience_s=patience_s)
+    return Customer(nozzle, at_s, hang_up_after_s=rng.uniform(5.0, 90.0), patience_s=patience_s)

@@ -21,7 +21,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices.gfd1.registers import SETTINGS_FIELDS, STATUS_FIELDS
+from devices.gfd1.codec import (
+    NozzleTotals,
+    PointConfig,
+    PointSettings,
+    SaleRecord,
+    StatusBlock,
+    decode_config,
+    decode_settings,
+    decode_status,
+    decode_totals,
+    encode_config,
+    encode_settings,
+    encode_status,
+    encode_totals,
+)
 from devices.gfd1.states import (
     Command,
     CommandResult,
@@ -39,7 +53,6 @@ from devices.sim import (
     FlowCurve,
     FuellingPoint,
     NozzleSpec,
-    PointSnapshot,
     PointSpec,
     Sale,
     SimSettings,
@@ -77,7 +90,8 @@ class Host:
         return self.point.command(self.seq, code, **args)
 
     def head(self) -> int:
-        return self.point.registers().last_sale_seq
+        head = self.point.status().last_sale
+        return head.seq if head else 0
 
 
 def fuel(p: FuellingPoint, host: Host, nozzle: int = 1, seconds: float = 10.0, **auth: int) -> None:
@@ -98,6 +112,20 @@ def complete(p: FuellingPoint, host: Host, nozzle: int = 1, seconds: float = 10.
 def state_of(p: FuellingPoint) -> FPState:
     """``p.state``, read through a call so mypy does not narrow it across actions."""
     return p.state
+
+
+def last(r: StatusBlock) -> SaleRecord:
+    """The head of the payable buffer as the status block shows it (it must be there)."""
+    assert r.last_sale is not None
+    return r.last_sale
+
+
+def volumes(p: FuellingPoint) -> tuple[int, ...]:
+    return tuple(t.volume_ml for t in p.totals())
+
+
+def amounts(p: FuellingPoint) -> tuple[int, ...]:
+    return tuple(t.amount_fen for t in p.totals())
 
 
 def check_sale(sale: Sale) -> None:
@@ -194,7 +222,7 @@ def test_command_in_state(state: FPState, code: int, result: CommandResult, afte
     head = host.head()
     assert host(code, sale_seq=head, token=5, price_set_id=9) is result
     assert state_of(p) is after
-    r = p.registers()
+    r = p.status()
     assert (r.cmd_ack_seq, r.cmd_result, r.cmd_ack_code) == (host.seq, result, code)
     if state is FPState.CALLING and after is FPState.CLOSED:
         assert p.nozzles_out == 1  # the nozzle stays out; the point ignores it while closed
@@ -203,11 +231,11 @@ def test_command_in_state(state: FPState, code: int, result: CommandResult, afte
 def test_a_resent_command_block_is_a_no_op() -> None:
     p = make_point()
     assert p.command(5, Command.AUTHORIZE, token=1234) is OK
-    assert p.registers().cur_sale_seq == 1
+    assert p.status().cur_sale_seq == 1
     # the same block again, and even another code under the same seq: nothing happens
     assert p.command(5, Command.AUTHORIZE, token=1234) is OK
     assert p.command(5, Command.STOP) is OK
-    r = p.registers()
+    r = p.status()
     assert (r.fp_state, r.cur_sale_seq, r.cmd_ack_code, r.unpaid_count) == (
         FPState.AUTHORIZED,
         1,
@@ -215,21 +243,21 @@ def test_a_resent_command_block_is_a_no_op() -> None:
         0,
     )
     assert p.command(6, Command.STOP) is OK
-    assert state_of(p) is FPState.IDLE and p.registers().unpaid_count == 1
+    assert state_of(p) is FPState.IDLE and p.status().unpaid_count == 1
     # a refusal is recorded and replayed too
     assert p.command(7, Command.STOP) is ILLEGAL
     assert p.command(7, Command.STOP) is ILLEGAL
-    assert p.registers().cmd_ack_seq == 7
+    assert p.status().cmd_ack_seq == 7
 
 
 def test_acknowledgement_is_lost_in_a_power_cycle() -> None:
     p = make_point()
     assert p.command(1, Command.AUTHORIZE) is OK
     p.power_cycle()
-    assert p.registers().cmd_ack_seq == 0
+    assert p.status().cmd_ack_seq == 0
     # the host's resend now executes again: that is why BOOT_COUNT exists
     assert p.command(1, Command.AUTHORIZE) is OK
-    assert p.registers().cur_sale_seq == 2
+    assert p.status().cur_sale_seq == 2
 
 
 def test_busy_fault_answers_the_next_k_commands() -> None:
@@ -239,7 +267,7 @@ def test_busy_fault_answers_the_next_k_commands() -> None:
     assert p.command(1, Command.AUTHORIZE) is BUSY  # resend: replayed, not counted
     assert p.command(2, Command.AUTHORIZE) is BUSY
     assert state_of(p) is FPState.IDLE
-    assert p.registers().cmd_result is BUSY
+    assert p.status().cmd_result is BUSY
     assert p.command(3, Command.AUTHORIZE) is OK
     assert state_of(p) is FPState.AUTHORIZED and p.faults.busy_commands == 0
 
@@ -248,7 +276,7 @@ def test_unknown_command_code() -> None:
     p = make_point()
     assert p.command(1, 0) is CommandResult.UNKNOWN_CMD
     assert p.command(2, 13) is CommandResult.UNKNOWN_CMD
-    assert p.registers().cmd_ack_code == 13
+    assert p.status().cmd_ack_code == 13
 
 
 def test_command_words_out_of_register_range_raise() -> None:
@@ -275,7 +303,7 @@ def test_authorize_refuses_bad_arguments(args: dict[str, int], setup: int | None
         p.lift_nozzle(setup)
     state = p.state
     assert p.command(1, Command.AUTHORIZE, **args) is BAD_ARG
-    assert state_of(p) is state and p.registers().cur_sale_seq == 0
+    assert state_of(p) is state and p.status().cur_sale_seq == 0
 
 
 def test_authorization_is_limited_to_the_nozzle_mask() -> None:
@@ -284,13 +312,13 @@ def test_authorization_is_limited_to_the_nozzle_mask() -> None:
     assert host(Command.AUTHORIZE, nozzle_mask=0b010, token=3) is OK
     p.lift_nozzle(1)
     p.advance(5)
-    assert state_of(p) is FPState.AUTHORIZED and p.registers().flow_rate_ml_min == 0
+    assert state_of(p) is FPState.AUTHORIZED and p.status().flow_rate_ml_min == 0
     p.lift_nozzle(2)
     p.advance(10)
-    r = p.registers()
+    r = p.status()
     assert r.fp_state is FPState.FUELLING and r.active_nozzle == 2
     assert r.nozzle_out_mask == 0b011
-    assert r.nozzle_volume_totals_ml[0] == 0 and r.nozzle_volume_totals_ml[1] > 0
+    assert volumes(p)[0] == 0 and volumes(p)[1] > 0
     p.hang_up(1)
     assert state_of(p) is FPState.FUELLING
     p.hang_up(2)
@@ -305,16 +333,16 @@ def test_volume_preset_stops_exactly(volume: int) -> None:
     p = make_point()
     host = Host(p)
     assert host(Command.AUTHORIZE, preset_type=PresetType.VOLUME, preset_value=volume) is OK
-    assert Flag.PRESET_ACTIVE in p.registers().flags
+    assert Flag.PRESET_ACTIVE in p.status().flags
     p.lift_nozzle(2)
     p.advance(1000)
-    r = p.registers()
+    r = p.status()
     assert r.fp_state is FPState.COMPLETED and r.flow_rate_ml_min == 0
-    assert r.cur_volume_ml == r.last_sale_volume_ml == volume
-    assert r.last_sale_end_reason == EndReason.PRESET_REACHED
-    assert r.last_sale_amount_fen == amount_fen(volume, PRICES[1])
-    assert r.nozzle_volume_totals_ml == (0, volume, 0)
-    assert r.last_sale_preset_type == PresetType.VOLUME and r.last_sale_preset_value == volume
+    assert r.cur_volume_ml == last(r).volume_ml == volume
+    assert last(r).end_reason is EndReason.PRESET_REACHED
+    assert last(r).amount_fen == amount_fen(volume, PRICES[1])
+    assert volumes(p) == (0, volume, 0)
+    assert last(r).preset_type is PresetType.VOLUME and last(r).preset_value == volume
     assert Flag.PRESET_ACTIVE not in r.flags
 
 
@@ -346,11 +374,11 @@ def test_flow_ramps_to_half_a_litre_to_0_7_per_second(seed: int) -> None:
     rates = []
     for t in (0.6, 1.0, 1.5, 2.0, 10.0):
         p.advance(t)
-        rates.append(p.registers().flow_rate_ml_min)
+        rates.append(p.status().flow_rate_ml_min)
     assert rates == sorted(rates) and rates[0] < rates[-1]
     assert 30_000 <= rates[-1] <= 42_000  # 0.5 .. 0.7 L/s
     assert rates[-2] == rates[-1]  # the 1.5 s ramp is over
-    volume = p.registers().cur_volume_ml
+    volume = p.status().cur_volume_ml
     assert 500 * 8.75 <= volume <= 700 * 8.75  # 9.5 s of flow, 0.75 s of it lost to the ramp
 
 
@@ -360,11 +388,11 @@ def test_live_amount_and_totals_follow_the_volume() -> None:
     fuel(p, host, nozzle=3, seconds=1.0)
     for step in range(1, 200):
         p.advance(1.0 + step * 0.137)
-        r = p.registers()
+        r = p.status()
         assert r.cur_unit_price == PRICES[2]
         assert r.cur_amount_fen == amount_fen(r.cur_volume_ml, PRICES[2])
-        assert r.nozzle_volume_totals_ml[2] == r.cur_volume_ml
-        assert r.nozzle_amount_totals_fen[2] == r.cur_amount_fen
+        assert volumes(p)[2] == r.cur_volume_ml
+        assert amounts(p)[2] == r.cur_amount_fen
 
 
 def test_suspend_freezes_the_sale_and_resume_ramps_again() -> None:
@@ -372,30 +400,30 @@ def test_suspend_freezes_the_sale_and_resume_ramps_again() -> None:
     host = Host(p)
     fuel(p, host)
     assert host(Command.SUSPEND) is OK
-    frozen = p.registers()
+    frozen = p.status()
     assert Flag.SUSPENDED in frozen.flags and Flag.FLOW not in frozen.flags
     p.advance(p.now_s + 60)
-    assert p.registers().cur_volume_ml == frozen.cur_volume_ml
-    assert p.registers().flow_rate_ml_min == 0
+    assert p.status().cur_volume_ml == frozen.cur_volume_ml
+    assert p.status().flow_rate_ml_min == 0
     assert host(Command.RESUME) is OK
     p.advance(p.now_s + 0.75)
-    assert 0 < p.registers().flow_rate_ml_min < 30_000  # ramping up again
+    assert 0 < p.status().flow_rate_ml_min < 30_000  # ramping up again
     p.advance(p.now_s + 5)
-    assert p.registers().cur_volume_ml > frozen.cur_volume_ml
+    assert p.status().cur_volume_ml > frozen.cur_volume_ml
     p.hang_up()
     check_sale(p.buffer[0])
 
 
 def test_heartbeat_counts_model_seconds_and_restarts_at_boot() -> None:
     p = make_point()
-    assert p.registers().heartbeat == 0
+    assert p.status().heartbeat == 0
     p.advance(2.999)
-    assert p.registers().heartbeat == 2
+    assert p.status().heartbeat == 2
     p.advance(65_536 + 3.5)
-    assert p.registers().heartbeat == 3  # 16-bit register wraps
+    assert p.status().heartbeat == 3  # 16-bit register wraps
     p.power_cycle()
     p.advance(p.now_s + 1.0)
-    assert p.registers().heartbeat == 1
+    assert p.status().heartbeat == 1
 
 
 def test_time_never_goes_back() -> None:
@@ -406,18 +434,18 @@ def test_time_never_goes_back() -> None:
 
 
 def test_runs_are_deterministic_for_a_seed() -> None:
-    def run(seed: int) -> list[PointSnapshot]:
+    def run(seed: int) -> list[tuple[StatusBlock, tuple[NozzleTotals, ...]]]:
         p = make_point(seed)
         host = Host(p)
         fuel(p, host, seconds=7.3)
-        out = [p.registers()]
+        out = [(p.status(), p.totals())]
         p.hang_up()
         p.advance(20)
-        out.append(p.registers())
+        out.append((p.status(), p.totals()))
         return out
 
     assert run(3) == run(3)
-    assert {run(s)[1].last_sale_volume_ml for s in range(6)} != {run(0)[1].last_sale_volume_ml}
+    assert {last(run(s)[1][0]).volume_ml for s in range(6)} != {last(run(0)[1][0]).volume_ml}
 
 
 # -- the sale lifecycle and the payable buffer ----------------------------------------------
@@ -430,13 +458,14 @@ def test_zero_sale_on_auth_timeout() -> None:
     p.advance(29.999)
     assert state_of(p) is FPState.AUTHORIZED
     p.advance(30)
-    r = p.registers()
+    r = p.status()
     assert r.fp_state is FPState.IDLE and r.unpaid_count == 1
-    assert r.last_sale_end_reason == EndReason.NO_FLOW_TIMEOUT
-    assert (r.last_sale_volume_ml, r.last_sale_amount_fen, r.last_sale_auth_token) == (0, 0, 909)
-    assert r.last_sale_start_volume_total_ml == r.last_sale_end_volume_total_ml
-    assert host(Command.CLEAR_SALE, sale_seq=r.last_sale_seq) is OK
-    assert p.registers().unpaid_count == 0
+    sale = last(r)
+    assert sale.end_reason is EndReason.NO_FLOW_TIMEOUT
+    assert (sale.volume_ml, sale.amount_fen, sale.auth_token) == (0, 0, 909)
+    assert sale.start_volume_total_ml == sale.end_volume_total_ml
+    assert host(Command.CLEAR_SALE, sale_seq=sale.seq) is OK
+    assert p.status().unpaid_count == 0
 
 
 def test_auth_timeout_with_only_an_unauthorized_nozzle_out_returns_to_calling() -> None:
@@ -471,17 +500,17 @@ def test_buffer_is_a_fifo_and_lock_clear_must_name_its_head() -> None:
     host = Host(p)
     sales = [complete(p, host, nozzle=n, seconds=3.0 + n) for n in (1, 2, 1)]
     assert [s.seq for s in sales] == [1, 2, 3]
-    r = p.registers()
-    assert r.unpaid_count == 3 and r.last_sale_seq == 1
-    assert r.last_sale_state == SaleState.PAYABLE
+    r = p.status()
+    assert r.unpaid_count == 3 and last(r).seq == 1
+    assert last(r).state is SaleState.PAYABLE
     assert host(Command.LOCK_SALE, sale_seq=2) is BAD_ARG
     assert host(Command.CLEAR_SALE, sale_seq=3) is BAD_ARG
     assert host(Command.LOCK_SALE, sale_seq=1) is OK
-    assert p.registers().last_sale_state == SaleState.LOCKED
+    assert last(p.status()).state is SaleState.LOCKED
     assert host(Command.CLEAR_SALE, sale_seq=1) is OK
     assert state_of(p) is FPState.COMPLETED  # two more to collect
-    r = p.registers()
-    assert (r.last_sale_seq, r.last_sale_nozzle, r.last_sale_volume_ml) == (
+    r = p.status()
+    assert (last(r).seq, last(r).nozzle, last(r).volume_ml) == (
         2,
         2,
         sales[1].volume_ml,
@@ -489,8 +518,9 @@ def test_buffer_is_a_fifo_and_lock_clear_must_name_its_head() -> None:
     assert host(Command.CLEAR_SALE, sale_seq=2) is OK
     assert host(Command.CLEAR_SALE, sale_seq=3) is OK
     assert state_of(p) is FPState.IDLE
-    r = p.registers()
-    assert (r.last_sale_seq, r.last_sale_end_reason, r.last_sale_state) == (0, 0, 0)
+    r = p.status()
+    assert r.last_sale is None
+    assert encode_status(r)[32:57] == [0] * 25  # LAST_SALE_* read as zeros
 
 
 def test_totals_chain_from_sale_to_sale_per_nozzle() -> None:
@@ -511,17 +541,17 @@ def test_totals_chain_from_sale_to_sale_per_nozzle() -> None:
 def test_cur_sale_seq_increments_when_a_sale_starts() -> None:
     p = make_point()
     host = Host(p)
-    assert p.registers().cur_sale_seq == 0
+    assert p.status().cur_sale_seq == 0
     assert host(Command.AUTHORIZE, token=77) is OK
-    r = p.registers()
+    r = p.status()
     assert (r.cur_sale_seq, r.cur_auth_token, r.cur_volume_ml) == (1, 77, 0)
     p.lift_nozzle(1)
     p.advance(8)
     p.hang_up()
-    r = p.registers()
-    assert r.cur_sale_seq == 1 and r.cur_volume_ml == r.last_sale_volume_ml > 0
+    r = p.status()
+    assert r.cur_sale_seq == 1 and r.cur_volume_ml == last(r).volume_ml > 0
     assert host(Command.AUTHORIZE, token=78) is OK
-    assert p.registers().cur_sale_seq == 2 and p.registers().cur_volume_ml == 0
+    assert p.status().cur_sale_seq == 2 and p.status().cur_volume_ml == 0
 
 
 def test_buffer_full_refuses_authorize() -> None:
@@ -529,12 +559,12 @@ def test_buffer_full_refuses_authorize() -> None:
     host = Host(p)
     complete(p, host)
     complete(p, host, nozzle=2)
-    r = p.registers()
+    r = p.status()
     assert Flag.UNPAID_BUFFER_FULL in r.flags
     assert host(Command.AUTHORIZE) is FULL
-    assert state_of(p) is FPState.COMPLETED and p.registers().cur_sale_seq == 2
+    assert state_of(p) is FPState.COMPLETED and p.status().cur_sale_seq == 2
     assert host(Command.CLEAR_SALE, sale_seq=1) is OK
-    assert Flag.UNPAID_BUFFER_FULL not in p.registers().flags
+    assert Flag.UNPAID_BUFFER_FULL not in p.status().flags
     assert host(Command.AUTHORIZE) is OK
 
 
@@ -571,8 +601,8 @@ def test_price_change_refused_while_fuelling_then_applied() -> None:
     p = make_point()
     host = Host(p)
     p.stage_price(1, 805_000)
-    r = p.registers()
-    assert Flag.PRICE_CHANGE_PENDING in r.flags and r.staged_prices[0] == 805_000
+    r = p.status()
+    assert Flag.PRICE_CHANGE_PENDING in r.flags and p.staged_prices[0] == 805_000
     assert host(Command.AUTHORIZE) is OK
     assert host(Command.APPLY_PRICES, price_set_id=2) is BUSY
     p.lift_nozzle(1)
@@ -583,7 +613,7 @@ def test_price_change_refused_while_fuelling_then_applied() -> None:
     assert (old.unit_price, old.price_set_id) == (PRICES[0], 1)
     check_sale(old)
     assert host(Command.APPLY_PRICES, price_set_id=2) is OK
-    r = p.registers()
+    r = p.status()
     assert r.price_set_id == 2 and Flag.PRICE_CHANGE_PENDING not in r.flags
     assert p.applied_prices == (805_000, *PRICES[1:])
     new = complete(p, host)
@@ -601,7 +631,7 @@ def test_apply_prices_by_mask_and_refuses_a_zero_price() -> None:
     p.stage_price(3, 700_000)
     assert host(Command.APPLY_PRICES, nozzle_mask=0b100, price_set_id=5) is OK
     assert p.applied_prices == (PRICES[0], PRICES[1], 700_000)
-    assert p.registers().price_set_id == 5
+    assert p.status().price_set_id == 5
     with pytest.raises(ValueError):
         p.stage_price(4, 1)
 
@@ -613,33 +643,33 @@ def test_power_cycle_completes_the_sale_in_progress() -> None:
     p = make_point()
     host = Host(p)
     fuel(p, host, seconds=12, token=4242)
-    dispensed = p.registers().cur_volume_ml
+    dispensed = p.status().cur_volume_ml
     sale = p.power_cycle(lose_in_progress=False)
     assert sale is not None and sale.state is SaleState.PAYABLE
-    r = p.registers()
+    r = p.status()
     assert r.boot_count == 2 and r.heartbeat == 0 and r.cmd_ack_seq == 0
     assert r.fp_state is FPState.COMPLETED  # the customer still holds the nozzle
     assert (r.cur_volume_ml, r.cur_auth_token, r.flow_rate_ml_min) == (0, 0, 0)
-    assert r.last_sale_end_reason == EndReason.POWER_LOSS
-    assert r.last_sale_volume_ml == dispensed and r.last_sale_auth_token == 4242
-    assert r.nozzle_volume_totals_ml[0] == dispensed
+    assert last(r).end_reason is EndReason.POWER_LOSS
+    assert last(r).volume_ml == dispensed and last(r).auth_token == 4242
+    assert volumes(p)[0] == dispensed
     check_sale(p.buffer[0])
     p.advance(p.now_s + 30)
-    assert p.registers().nozzle_volume_totals_ml[0] == dispensed  # no flow after power-up
+    assert volumes(p)[0] == dispensed  # no flow after power-up
 
 
 def test_power_cycle_can_lose_the_sale_but_not_the_totals() -> None:
     p = make_point()
     host = Host(p)
     fuel(p, host, seconds=12, token=4242)
-    dispensed = p.registers().cur_volume_ml
+    dispensed = p.status().cur_volume_ml
     lost = p.power_cycle(lose_in_progress=True)
     assert lost is not None and lost.state is SaleState.NONE
     assert lost.volume_ml == dispensed and lost.end_reason is EndReason.POWER_LOSS
-    r = p.registers()
-    assert r.boot_count == 2 and r.unpaid_count == 0 and r.last_sale_seq == 0
+    r = p.status()
+    assert r.boot_count == 2 and r.unpaid_count == 0 and r.last_sale is None
     assert r.fp_state is FPState.CALLING  # the nozzle is still out, nothing remembers the sale
-    assert r.nozzle_volume_totals_ml[0] == dispensed  # what the switch reconstructs from
+    assert volumes(p)[0] == dispensed  # what the switch reconstructs from
     assert r.cur_sale_seq == 1
     assert p.drain_ended() == [lost]
     p.hang_up()
@@ -656,7 +686,7 @@ def test_power_cycle_while_authorized(lose: bool) -> None:
     assert sale is not None and sale.volume_ml == 0
     # a point powers up COMPLETED when its buffer holds sales to collect
     assert state_of(p) is (FPState.IDLE if lose else FPState.COMPLETED)
-    assert p.registers().unpaid_count == (0 if lose else 1)
+    assert p.status().unpaid_count == (0 if lose else 1)
 
 
 def test_power_cycle_when_idle_keeps_buffer_and_settings() -> None:
@@ -678,10 +708,10 @@ def test_stuck_flow_runs_past_hang_up_until_stop() -> None:
     host = Host(p)
     p.faults.stuck_flow = True
     fuel(p, host)
-    at_hang_up = p.registers().cur_volume_ml
+    at_hang_up = p.status().cur_volume_ml
     p.hang_up()
     p.advance(p.now_s + 10)
-    r = p.registers()
+    r = p.status()
     assert r.fp_state is FPState.FUELLING and r.nozzle_out_mask == 0
     assert r.cur_volume_ml > at_hang_up + 4_000
     assert host(Command.STOP) is OK
@@ -707,13 +737,13 @@ def test_pulser_error_mid_sale() -> None:
     host = Host(p)
     fuel(p, host)
     p.inject_pulser_error()
-    r = p.registers()
+    r = p.status()
     assert r.fp_state is FPState.INOPERATIVE and r.error_code is ErrorCode.PULSER
     assert Flag.ERROR in r.flags and Flag.TOTALS_VALID not in r.flags
-    assert r.last_sale_end_reason == EndReason.ERROR and r.last_sale_volume_ml > 0
+    assert last(r).end_reason is EndReason.ERROR and last(r).volume_ml > 0
     assert host(Command.AUTHORIZE) is ILLEGAL
     assert host(Command.RESET_ERROR) is OK
-    r = p.registers()
+    r = p.status()
     assert r.error_code is ErrorCode.NONE and Flag.TOTALS_VALID in r.flags
     assert r.fp_state is FPState.COMPLETED  # the sale it ended waits to be collected
     assert host(Command.CLEAR_SALE, sale_seq=1) is OK
@@ -756,12 +786,12 @@ def test_emergency_stop_ends_the_sale_until_reset() -> None:
     host = Host(p)
     fuel(p, host)
     assert host(Command.EMERGENCY_STOP) is OK
-    r = p.registers()
+    r = p.status()
     assert r.fp_state is FPState.INOPERATIVE and r.error_code is ErrorCode.EMERGENCY_STOP
-    assert r.last_sale_end_reason == EndReason.HOST_STOP
+    assert last(r).end_reason is EndReason.HOST_STOP
     volume = r.cur_volume_ml
     p.advance(p.now_s + 10)
-    assert p.registers().cur_volume_ml == volume
+    assert p.status().cur_volume_ml == volume
     assert host(Command.RESET_ERROR) is OK
     assert state_of(p) is FPState.COMPLETED
 
@@ -777,11 +807,11 @@ def test_host_watchdog_cancels_an_unused_authorization() -> None:
     p.advance(36.999)
     assert state_of(p) is FPState.AUTHORIZED
     p.advance(37)  # 10 s of silence
-    r = p.registers()
+    r = p.status()
     assert r.fp_state is FPState.IDLE and r.error_code is ErrorCode.HOST_WATCHDOG
-    assert r.last_sale_end_reason == EndReason.ERROR and r.last_sale_volume_ml == 0
+    assert last(r).end_reason is EndReason.ERROR and last(r).volume_ml == 0
     assert host(Command.RESET_ERROR) is OK
-    assert p.registers().error_code is ErrorCode.NONE
+    assert p.status().error_code is ErrorCode.NONE
 
 
 def test_host_watchdog_lets_fuelling_finish() -> None:
@@ -789,7 +819,7 @@ def test_host_watchdog_lets_fuelling_finish() -> None:
     host = Host(p)
     fuel(p, host, seconds=2)
     p.advance(60)
-    r = p.registers()
+    r = p.status()
     assert r.fp_state is FPState.FUELLING and r.error_code is ErrorCode.HOST_WATCHDOG
     p.hang_up()
     assert p.buffer[0].end_reason is EndReason.NOZZLE_HUNG_UP
@@ -829,7 +859,7 @@ def test_scripted_customer_hangs_up_after_a_volume() -> None:
     p.advance(2.9)
     assert state_of(p) is FPState.IDLE
     p.advance(3.0)
-    assert state_of(p) is FPState.CALLING and p.registers().active_nozzle == 2
+    assert state_of(p) is FPState.CALLING and p.status().active_nozzle == 2
     assert host(Command.AUTHORIZE, token=1) is OK
     p.advance(200)
     sale = p.buffer[0]
@@ -873,12 +903,12 @@ def test_random_customers_are_reproducible() -> None:
 
 def test_stand_alone_mode_self_authorizes_and_buffers() -> None:
     p = make_point(mode=Mode.STAND_ALONE, max_unpaid=2)
-    assert Flag.STAND_ALONE in p.registers().flags
+    assert Flag.STAND_ALONE in p.status().flags
     for expected_seq in (1, 2):
         p.lift_nozzle(1)
         assert state_of(p) is FPState.CALLING
         p.advance(p.now_s + 8)
-        r = p.registers()
+        r = p.status()
         assert r.fp_state is FPState.FUELLING and r.cur_auth_token == 0
         assert r.cur_sale_seq == expected_seq
         p.hang_up()
@@ -893,7 +923,7 @@ def test_stand_alone_mode_self_authorizes_and_buffers() -> None:
 def test_configure_validates_settings() -> None:
     p = make_point()
     p.configure(max_unpaid=7, mode=1)
-    assert p.registers().max_unpaid == 7 and p.registers().mode is Mode.STAND_ALONE
+    assert p.settings_block() == PointSettings(0, 7, 120, Mode.STAND_ALONE)
     with pytest.raises(ValueError):
         p.configure(mode=5)
     with pytest.raises(ValueError):
@@ -911,18 +941,22 @@ def test_nozzle_numbers_are_checked() -> None:
 # -- registers and persistence ------------------------------------------------------------
 
 
-def test_snapshot_uses_the_register_map_names() -> None:
-    names = {f.name for f in dataclasses.fields(PointSnapshot)}
-    assert {f.name for f in STATUS_FIELDS} <= names
-    assert {f.name for f in SETTINGS_FIELDS} <= names
-    r = make_point().registers()
-    assert (r.map_version, r.nozzle_count, r.grades, r.identity) == (
-        1,
-        3,
-        (92, 95, 10),
-        "GFD1-TEST-01",
-    )
+def test_register_values_are_the_codecs_own() -> None:
+    p = make_point()
+    r = p.status()
+    assert (r.map_version, p.config()) == (1, PointConfig(3, (92, 95, 10), "GFD1-TEST-01"))
     assert r.flags == Flag.TOTALS_VALID and r.fp_state is FPState.IDLE and r.boot_count == 1
+    assert p.settings_block() == PointSettings() and p.staged_prices == PRICES
+
+
+def test_register_values_round_trip_through_the_codec() -> None:
+    p = _busy_point()
+    r = p.status()
+    assert r.last_sale is not None and r.fp_state is FPState.FUELLING
+    assert decode_status(encode_status(r)) == r
+    assert decode_totals(encode_totals(p.totals()), 3) == p.totals()
+    assert decode_config(encode_config(p.config())) == p.config()
+    assert decode_settings(encode_settings(p.settings_block())) == p.settings_block()
 
 
 def _busy_point() -> FuellingPoint:
@@ -948,11 +982,11 @@ def test_to_dict_round_trips_through_json() -> None:
 def test_restoring_is_a_power_up_that_loses_the_sale_in_progress() -> None:
     p = _busy_point()
     restored = FuellingPoint.from_dict(p.to_dict(), random.Random(2), now_s=1000.0)
-    r = restored.registers()
+    r = restored.status()
     assert r.boot_count == 2 and r.fp_state is FPState.COMPLETED and r.unpaid_count == 2
-    assert r.nozzle_volume_totals_ml == p.volume_totals  # the lost sale's flow is in there
-    assert r.nozzle_volume_totals_ml[2] > 0 and r.cur_sale_seq == 3
-    assert r.staged_prices[2] == 799_000 and Flag.PRICE_CHANGE_PENDING in r.flags
+    assert volumes(restored) == p.volume_totals  # the lost sale's flow is in there
+    assert volumes(restored)[2] > 0 and r.cur_sale_seq == 3
+    assert restored.staged_prices[2] == 799_000 and Flag.PRICE_CHANGE_PENDING in r.flags
 
 
 def test_from_dict_rejects_garbage() -> None:
@@ -974,19 +1008,25 @@ def test_station_file_writes_atomically_and_reads_back(tmp_path: Path) -> None:
     path = tmp_path / "station.json"
     sf = StationFile(path)
     assert sf.read() == {}
-    points = {1: _busy_point(), 2: make_point(7)}
+    points = {(0, 1): _busy_point(), (0, 2): make_point(7), (3, 1): make_point(8)}
     sf.write(points)
-    points[2].power_cycle()
+    points[0, 2].power_cycle()
     sf.write(points)  # replaces the first version
     assert sorted(os.listdir(tmp_path)) == ["station.json"]
     saved = sf.read()
-    assert set(saved) == {1, 2}
-    restored = {u: FuellingPoint.from_dict(d, random.Random(u)) for u, d in saved.items()}
-    assert restored[1].buffer == points[1].buffer
-    assert restored[2].boot_count == 3
-    path.write_text("{not json")
-    with pytest.raises(ValueError):
-        sf.read()
+    assert set(saved) == {(0, 1), (0, 2), (3, 1)}
+    restored = {k: FuellingPoint.from_dict(d, random.Random(k[1])) for k, d in saved.items()}
+    assert restored[0, 1].buffer == points[0, 1].buffer
+    assert restored[0, 2].boot_count == 3
+    for broken in (
+        "{not json",
+        '{"format": 1, "points": {}}',
+        '{"format": 2, "stations": {"x": {}}}',
+        '{"format": 2, "stations": {"0": {"256": {}}}}',
+    ):
+        path.write_text(broken)
+        with pytest.raises(ValueError):
+            sf.read()
 
 
 # -- properties -------------------------------------------------------------------------------
@@ -1104,9 +1144,9 @@ def test_totals_and_sales_stay_consistent(seed: int, actions: list[tuple[Any, ..
         for before, after in zip(totals, now, strict=True):
             assert all(a >= b for a, b in zip(after, before, strict=True))  # monotonic
         totals = now
-        r = p.registers()
+        r = p.status()
         assert r.unpaid_count == len(p.buffer)
-        assert r.last_sale_seq == (p.buffer[0].seq if p.buffer else 0)
+        assert r.last_sale == (p.buffer[0].record() if p.buffer else None)
         if r.fp_state in (FPState.FUELLING, FPState.SUSPENDED_FUELLING):
             assert r.cur_amount_fen == amount_fen(r.cur_volume_ml, r.cur_unit_price)
     p.power_cycle()  # ends whatever is in progress, into the buffer
