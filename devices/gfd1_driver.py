@@ -2,8 +2,18 @@
 
 A command is one FC16 write of the command block with a fresh CMD_SEQ, then status reads
 until CMD_ACK_SEQ shows that sequence number, then CMD_RESULT. If the write or a read goes
-unanswered, the *same* block is written again: the pump executes a block only when its
-CMD_SEQ differs from CMD_ACK_SEQ, so a resend can never execute a command twice.
+unanswered (or its reply is garbled), the *same* block is written again: the pump executes
+a block only when its CMD_SEQ differs from CMD_ACK_SEQ, so a resend can never execute a
+command twice.
+
+Two kinds of "busy" are transient and retried here, a bounded number of times, so that the
+PumpActor sees them only when they persist: a Modbus exception 06 reply (the request was
+not executed: send it again) and a CMD_RESULT of BUSY (the block was not executed: send it
+again with a new CMD_SEQ, as the GFD-1 spec asks).
+
+CMD_ACK_CODE tells our acknowledgement from another host's: if the pump acknowledges our
+CMD_SEQ with another command's code, someone else used that number first and the pump
+took our block for a resend; it is sent again under the next number.
 """
 
 from __future__ import annotations
@@ -37,7 +47,21 @@ from .gfd1 import (
     encode_command,
     encode_prices,
 )
-from .modbus import ModbusError, ModbusException, ModbusFrameError, RegisterClient
+from .modbus import (
+    ExceptionCode,
+    ModbusError,
+    ModbusException,
+    ModbusFrameError,
+    RegisterClient,
+)
+
+
+class _SeqTaken(Exception):
+    """The pump acknowledged our CMD_SEQ with another command's code."""
+
+    def __init__(self, ack_seq: int) -> None:
+        super().__init__(f"CMD_SEQ {ack_seq} acknowledged for another command")
+        self.ack_seq = ack_seq
 
 
 class Gfd1Driver(PumpDriver):
@@ -49,36 +73,63 @@ class Gfd1Driver(PumpDriver):
         nozzles: int = 8,
         command_timeout: float = 5.0,
         ack_poll_s: float = 0.05,
+        busy_retries: int = 5,
     ) -> None:
         self.client = client
         self.unit = unit
         self.nozzles = nozzles
         self.command_timeout = command_timeout
         self.ack_poll_s = ack_poll_s
+        self.busy_retries = busy_retries
         self._seq: int | None = None  # last CMD_SEQ we wrote
         self._commands = 0
         self._resends = 0
         self._refusals = 0
         self._faults = 0
+        self._busy = 0  # exception 06 replies and BUSY results, each retried
+        self._collisions = 0  # our CMD_SEQ was another host's
+
+    def _busy_reply(self, exc: ModbusException, attempt: int) -> bool:
+        """Exception 06: the device did nothing; worth another try (until retries run out)."""
+        if exc.exception_code is not ExceptionCode.DEVICE_BUSY:
+            return False
+        self._busy += 1
+        return attempt < self.busy_retries
 
     # -- reads ---------------------------------------------------------------------------
 
     async def _read(self, address: int, count: int) -> list[int]:
-        try:
-            return await self.client.read_input_registers(self.unit, address, count)
-        except (ModbusFrameError, ModbusException) as exc:
-            self._faults += 1
-            raise PumpFault(f"unit {self.unit}: {exc}") from exc
-        except ModbusError as exc:
-            raise PumpUnreachable(f"unit {self.unit}: {exc}") from exc
+        for attempt in range(self.busy_retries + 1):
+            try:
+                return await self.client.read_input_registers(self.unit, address, count)
+            except ModbusException as exc:
+                if self._busy_reply(exc, attempt):
+                    await trio.sleep(self.ack_poll_s)
+                    continue
+                if exc.exception_code is ExceptionCode.DEVICE_BUSY:
+                    raise PumpUnreachable(f"unit {self.unit}: busy: {exc}") from exc
+                self._faults += 1
+                raise PumpFault(f"unit {self.unit}: {exc}") from exc
+            except ModbusFrameError as exc:
+                self._faults += 1
+                raise PumpFault(f"unit {self.unit}: {exc}") from exc
+            except ModbusError as exc:
+                raise PumpUnreachable(f"unit {self.unit}: {exc}") from exc
+        raise AssertionError("the last attempt returns or raises")  # pragma: no cover
 
     async def status(self) -> StatusBlock:
         regs = await self._read(STATUS_START, STATUS_COUNT)
         try:
-            return decode_status(regs)
+            status = decode_status(regs)
         except CodecError as exc:
             self._faults += 1
             raise PumpFault(f"unit {self.unit}: {exc}") from exc
+        if self._seq is None:
+            # Number our commands on from the pump's last one. Learnt here, from the reads
+            # that precede any command, the first command needs no read of its own that
+            # could fail outside the resend loop.
+            self._seq = status.cmd_ack_seq
+        return status
 
     async def totals(self) -> tuple[NozzleTotals, ...]:
         regs = await self._read(TOTALS_START, TOTALS_COUNT)
@@ -101,16 +152,41 @@ class Gfd1Driver(PumpDriver):
     # -- commands ------------------------------------------------------------------------
 
     async def _write(self, address: int, values: Sequence[int]) -> None:
-        try:
-            await self.client.write_registers(self.unit, address, list(values))
-        except ModbusException as exc:
-            self._faults += 1
-            raise PumpFault(f"unit {self.unit}: {exc}") from exc
-        except ModbusError as exc:
-            raise PumpUnreachable(f"unit {self.unit}: {exc}") from exc
+        for attempt in range(self.busy_retries + 1):
+            try:
+                await self.client.write_registers(self.unit, address, list(values))
+            except ModbusException as exc:
+                if self._busy_reply(exc, attempt):
+                    await trio.sleep(self.ack_poll_s)
+                    continue
+                if exc.exception_code is ExceptionCode.DEVICE_BUSY:
+                    raise PumpUnreachable(f"unit {self.unit}: busy: {exc}") from exc
+                self._faults += 1
+                raise PumpFault(f"unit {self.unit}: {exc}") from exc
+            except ModbusError as exc:
+                raise PumpUnreachable(f"unit {self.unit}: {exc}") from exc
+            else:
+                return
+
+    async def _idempotent_write(self, address: int, values: Sequence[int]) -> None:
+        """A plain register write (no CMD_SEQ), resent on silence until the command
+        timeout: writing the same values twice is harmless."""
+        with trio.move_on_after(self.command_timeout):
+            while True:
+                try:
+                    await self._write(address, values)
+                except PumpUnreachable:
+                    self._resends += 1
+                    await trio.sleep(self.ack_poll_s)
+                else:
+                    return
+        raise PumpUnreachable(
+            f"unit {self.unit}: write at {address} not answered within {self.command_timeout:g}s"
+        )
 
     async def _command(self, block: CommandBlock) -> None:
-        """Write, then wait for the pump to acknowledge this CMD_SEQ; resend on silence."""
+        """Write, then wait for the pump to acknowledge this CMD_SEQ; resend on silence or
+        on a garbled reply (the same block again is harmless if it already ran)."""
         self._commands += 1
         frame = encode_command(block)
         with trio.move_on_after(self.command_timeout) as scope:
@@ -120,13 +196,20 @@ class Gfd1Driver(PumpDriver):
                     while True:
                         status = await self.status()
                         if status.cmd_ack_seq == block.seq:
+                            if status.cmd_ack_code != block.code:
+                                raise _SeqTaken(status.cmd_ack_seq)
                             if status.cmd_result is not CommandResult.OK:
-                                self._refusals += 1
                                 raise CommandRefused(block.code.name, status.cmd_result)
                             return
                         await trio.sleep(self.ack_poll_s)
                 except PumpUnreachable:
-                    self._resends += 1  # the same block again: harmless if it already ran
+                    self._resends += 1
+                    await trio.sleep(self.ack_poll_s)
+                except PumpFault as exc:
+                    cause = exc.__cause__
+                    if isinstance(cause, ModbusException) and not cause.outcome_unknown:
+                        raise  # refused outright (bad address or value): no use resending
+                    self._resends += 1  # garbled, or a device failure: outcome unknown
                     await trio.sleep(self.ack_poll_s)
         if scope.cancelled_caught:
             raise PumpUnreachable(
@@ -141,7 +224,27 @@ class Gfd1Driver(PumpDriver):
         return self._seq
 
     async def _simple(self, code: Command, **args: Any) -> None:
-        await self._command(CommandBlock(seq=await self._next_seq(), code=code, **args))
+        """One command; a BUSY result (not executed) is tried again with a new CMD_SEQ."""
+        for attempt in range(self.busy_retries + 1):
+            try:
+                await self._command(CommandBlock(seq=await self._next_seq(), code=code, **args))
+            except CommandRefused as exc:
+                if exc.result is CommandResult.BUSY and attempt < self.busy_retries:
+                    self._busy += 1
+                    await trio.sleep(self.ack_poll_s)
+                    continue
+                self._refusals += 1
+                raise
+            except _SeqTaken as exc:
+                # Another host's command carried this CMD_SEQ: the pump took ours for a
+                # resend and did not run it. Number on from theirs and send ours again.
+                self._collisions += 1
+                self._seq = exc.ack_seq
+            else:
+                return
+        raise PumpUnreachable(
+            f"unit {self.unit}: {code.name} not executed in {self.busy_retries + 1} attempts"
+        )
 
     async def authorize(
         self, *, token: int, nozzle_mask: int, preset_type: PresetType, preset_value: int
@@ -176,7 +279,7 @@ class Gfd1Driver(PumpDriver):
         await self._simple(Command.CLEAR_SALE, sale_seq=sale_seq)
 
     async def set_prices(self, prices: Sequence[int], price_set_id: int) -> None:
-        await self._write(PRICES_START, encode_prices(prices))
+        await self._idempotent_write(PRICES_START, encode_prices(prices))
         await self._simple(Command.APPLY_PRICES, price_set_id=price_set_id)
 
     async def open(self) -> None:
@@ -195,5 +298,7 @@ class Gfd1Driver(PumpDriver):
             "resends": self._resends,
             "refusals": self._refusals,
             "faults": self._faults,
+            "busy": self._busy,
+            "collisions": self._collisions,
             "last_seq": self._seq,
         }

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from .gfd1.states import FPState
@@ -40,6 +40,9 @@ class OpenSale:
     token: int
     nozzles: frozenset[int]  # the nozzles the authorization allowed
     start_volume_totals: Mapping[int, int]  # nozzle -> mL, read before AUTHORIZE
+    # fen, read with them: a sale lost with the power is priced from these
+    start_amount_totals: Mapping[int, int] = field(default_factory=dict)
+    price_set_id: int | None = None  # prices in force when it was authorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,7 @@ def _sale_moved(journal: JournalView, pump: PumpView) -> dict[int, int]:
 
 Condition = Callable[[JournalView, PumpView], bool]
 
-_LIVE: Final = frozenset(
+LIVE: Final = frozenset(
     {
         FPState.AUTHORIZED,
         FPState.STARTED,
@@ -93,14 +96,17 @@ _LIVE: Final = frozenset(
 )
 
 
-def _completed_with_our_token(j: JournalView, p: PumpView) -> bool:
+def _ours_heads_the_buffer(j: JournalView, p: PumpView) -> bool:
+    """Our sale ended in the pump: COMPLETED, or a zero sale (STOP before flow, the
+    authorization timed out: the point is back to IDLE/CALLING), or ended by a fault
+    (pulser error, emergency stop: the point is INOPERATIVE). The sale block has it all."""
     sale = j.open_sale
-    return sale is not None and p.fp_state is FPState.COMPLETED and p.head_sale_token == sale.token
+    return sale is not None and p.head_sale_token == sale.token and not _live_with_our_token(j, p)
 
 
 def _live_with_our_token(j: JournalView, p: PumpView) -> bool:
     sale = j.open_sale
-    return sale is not None and p.fp_state in _LIVE and p.cur_auth_token == sale.token
+    return sale is not None and p.fp_state in LIVE and p.cur_auth_token == sale.token
 
 
 def _head_is_not_ours(j: JournalView, p: PumpView) -> bool:
@@ -127,9 +133,11 @@ def _always(j: JournalView, p: PumpView) -> bool:
 
 RULES: Final[tuple[tuple[str, Condition, Action], ...]] = (
     # (row of the spec's table, condition, action): the first match wins.
+    # The spec's row is "COMPLETED with our token"; a zero sale or a sale ended by a fault
+    # also heads the buffer with our token, and its sale block is as good.
     (
-        "open sale, pump COMPLETED with our token",
-        _completed_with_our_token,
+        "open sale, our sale heads the pump's buffer",
+        _ours_heads_the_buffer,
         Action.FINISH_FROM_SALE_BLOCK,
     ),
     ("open sale, pump AUTHORIZED or FUELLING with our token", _live_with_our_token, Action.ADOPT),

@@ -1,0 +1,200 @@
+"""The PumpActor's common ground: its state, the journal, subscribers, alerts, the poll timer.
+
+The actor is assembled from mixins over this base (sales in :mod:`devices.pump_sales`,
+prices, open/close and operator commands in :mod:`devices.pump_admin`, the poll loop and
+the call table in :mod:`devices.pump`); they share what is here and nothing else.
+
+Every state change goes through :meth:`PumpBase._record`: journal first (the await
+returns once committed), then the in-memory ledger follows by the same ``apply`` that
+folds the stream at start, then subscribers hear of it. So what the actor believes is
+always what a restarted actor would rebuild from the journal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+import trio
+
+from actors import Actor, ActorNotFound, MailboxFull, Timer
+from switch.store.journal import Event, Journal
+
+from .driver import PumpDriver
+from .gfd1.codec import NozzleTotals, StatusBlock
+from .pump_journal import PumpLedger, apply
+from .pump_messages import PUBLISHED, AlertKind, Poll, PumpEvent
+from .recovery import PumpView
+
+log = structlog.get_logger("devices")
+
+
+def volumes(totals: tuple[NozzleTotals, ...]) -> dict[int, int]:
+    """Nozzle -> volume total (mL), nozzle 1 first."""
+    return {n: t.volume_ml for n, t in enumerate(totals, start=1)}
+
+
+def amounts(totals: tuple[NozzleTotals, ...]) -> dict[int, int]:
+    """Nozzle -> amount total (fen)."""
+    return {n: t.amount_fen for n, t in enumerate(totals, start=1)}
+
+
+def as_payload(by_nozzle: Mapping[int, int]) -> dict[str, int]:
+    """JSON objects have string keys."""
+    return {str(n): v for n, v in by_nozzle.items()}
+
+
+def pump_view(status: StatusBlock, totals: tuple[NozzleTotals, ...]) -> PumpView:
+    head = status.last_sale
+    return PumpView(
+        status.fp_state,
+        volumes(totals),
+        status.boot_count,
+        head.auth_token if head is not None else None,
+        status.cur_auth_token,
+    )
+
+
+class PumpBase(Actor):
+    def __init__(
+        self,
+        driver: PumpDriver,
+        journal: Journal,
+        *,
+        stream_id: str,
+        active_poll_s: float = 0.25,
+        idle_poll_s: float = 1.0,
+        progress_interval_s: float = 1.0,
+        unreachable_alert_s: float = 30.0,
+        offline_after_polls: int = 3,
+    ) -> None:
+        self.driver = driver
+        self.journal = journal
+        self.stream_id = stream_id
+        self.active_poll_s = active_poll_s  # while a sale is open
+        self.idle_poll_s = idle_poll_s
+        self.progress_interval_s = progress_interval_s  # fuelling progress to subscribers
+        self.unreachable_alert_s = unreachable_alert_s
+        self.offline_after_polls = offline_after_polls  # the spec: OFFLINE after 3 polls
+        self.ledger = PumpLedger()
+        self.status: StatusBlock | None = None
+        self.subscribers: set[str] = set()
+        self.last_error: str | None = None
+        self.polls = 0
+        self.failed_polls = 0  # in a row
+        self.recovered: str | None = None  # the restart rule applied; None until it ran
+        self.dropped_events = 0  # not delivered: a subscriber's mailbox was full
+        self._poll_timer: Timer | None = None
+        self._poll_again = False  # the poll changed something: look again at once
+        self._unreachable_since: float | None = None
+        self._unreachable_alerted = False
+        self._last_progress = -math.inf
+        self._close_sent = False  # CLOSE accepted (the pump may hold it until collected)
+
+    # -- journal and subscribers ---------------------------------------------------------
+
+    async def _record(self, kind: str, data: Mapping[str, Any], *, terminal: bool = False) -> None:
+        head = await self.journal.append(
+            self.stream_id, [Event(kind, data)], expected_seq=self.ledger.seq, terminal=terminal
+        )
+        self.ledger = apply(self.ledger, head, kind, data)
+        if kind in PUBLISHED:
+            self._publish(kind, data)
+
+    def _publish(self, kind: str, data: Mapping[str, Any]) -> None:
+        if not self.subscribers:
+            return
+        event = PumpEvent(str(self.address), kind, dict(data))
+        for address in list(self.subscribers):
+            try:
+                self.cast(address, event)
+            except MailboxFull:
+                self.dropped_events += 1  # a slow subscriber misses one, and stays
+            except ActorNotFound:
+                self.subscribers.discard(address)
+
+    async def _alert(
+        self, kind: AlertKind, detail: str, *, sale: str | None = None, **data: Any
+    ) -> None:
+        """Journaled (so a restarted actor lists it too), logged, and published."""
+        log.warning("pump.alert", pump=str(self.address), kind=kind.value, detail=detail)
+        payload = {
+            "kind": kind.value,
+            "detail": detail,
+            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "sale": sale,
+            **data,
+        }
+        await self._record("alert", payload)
+
+    # -- what the actor knows ------------------------------------------------------------
+
+    @property
+    def sale_id(self) -> str | None:
+        sale = self.ledger.open_sale
+        return sale.sale_id if sale is not None else None
+
+    def _at_rest(self) -> bool:
+        """No sale open and nothing left to clear: the switch has nothing in the pump."""
+        return self.ledger.open_sale is None and self.ledger.pending_clear is None
+
+    # -- the poll timer ------------------------------------------------------------------
+
+    def _poll_soon(self, delay: float = 0.0) -> None:
+        """Poll after ``delay`` unless a poll is due sooner: one Poll in flight, ever.
+
+        (A second timer chain would double the poll rate for good.)
+        """
+        timer = self._poll_timer
+        if timer is not None:
+            if not timer.active:
+                return  # fired: the Poll is in the mailbox already
+            if timer.deadline <= trio.current_time() + delay:
+                return
+            timer.cancel()
+        self._poll_timer = self.send_after(delay, Poll())
+
+    def _next_poll(self) -> None:
+        """After a poll: the next one at the rate the point's state calls for, or at once
+        if the poll changed something (``_poll_again``)."""
+        self._poll_timer = None
+        live = self.ledger.open_sale is not None or self.ledger.pending_clear is not None
+        delay = self.active_poll_s if live else self.idle_poll_s
+        if self._poll_again:
+            self._poll_again, delay = False, 0.0
+        self._poll_soon(delay)
+
+    # -- reachability ----------------------------------------------------------------------
+
+    def _reachable(self) -> None:
+        if self.offline:
+            self.status = None  # back from OFFLINE: the next poll announces the state
+        self.failed_polls = 0
+        self.last_error = None
+        self._unreachable_since = None
+        self._unreachable_alerted = False
+
+    async def _unreachable(self, error: Exception) -> None:
+        """A poll failed. OFFLINE after a few in a row; an alert once it lasts."""
+        self.failed_polls += 1
+        self.last_error = str(error)
+        now = trio.current_time()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        if self.failed_polls == self.offline_after_polls:
+            self._publish("state", {"state": "OFFLINE"})
+        down_for = now - self._unreachable_since
+        if down_for >= self.unreachable_alert_s and not self._unreachable_alerted:
+            self._unreachable_alerted = True
+            await self._alert(
+                AlertKind.UNREACHABLE,
+                f"no answer for {down_for:.0f}s: {error}",
+                sale=self.sale_id,
+            )
+
+    @property
+    def offline(self) -> bool:
+        return self.failed_polls >= self.offline_after_polls

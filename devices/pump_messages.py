@@ -1,0 +1,190 @@
+"""What goes into and comes out of a PumpActor: calls, their replies, events, errors.
+
+Calls (``system.call(pump, msg)``) and what they answer:
+
+=================  ======================================================================
+Authorize          :class:`Authorized`; refused with :class:`PumpClosed` (closed or
+                   closing), :class:`PumpBusy` (a sale open or uncollected, the point not
+                   at rest), ``PumpUnreachable`` or ``CommandRefused``
+Stop               None once the pump took STOP (the sale then ends and settles as usual)
+Suspend, Resume    None once the pump confirmed
+EmergencyStop      None: the point is INOPERATIVE until ResetError; alerted
+ResetError         None (RESET_ERROR: the pump leaves INOPERATIVE)
+SetPrices          :class:`PriceChange`: applied now, or pending until no sale is open
+Close              :class:`Admin`: CLOSED, or CLOSING until the buffer is collected
+Open               :class:`Admin` OPEN
+Subscribe          the actor's snapshot; :class:`PumpEvent` casts follow
+Unsubscribe        None
+=================  ======================================================================
+
+A refused call fails the caller's ``await`` with the error and leaves the actor running:
+refusals are the pump's business, not a reason to restart.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .gfd1.states import PresetType
+from .pump_journal import Admin
+
+__all__ = [
+    "PUBLISHED",
+    "Admin",
+    "AlertKind",
+    "Authorize",
+    "Authorized",
+    "Close",
+    "EmergencyStop",
+    "Open",
+    "Poll",
+    "PriceChange",
+    "PumpBusy",
+    "PumpClosed",
+    "PumpEvent",
+    "ResetError",
+    "Resume",
+    "SetPrices",
+    "Stop",
+    "Subscribe",
+    "Suspend",
+    "Unsubscribe",
+]
+
+
+# -- calls ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Authorize:
+    sale_id: str
+    preset_type: PresetType
+    preset_value: int
+    nozzle_mask: int = 0
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    sale_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyStop:
+    reason: str = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class ResetError:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetPrices:
+    """Unit prices in milli-fen per litre, nozzle 1 first, as price set ``price_set_id``."""
+
+    price_set_id: int
+    prices: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceChange:
+    price_set_id: int
+    applied: bool  # False: pending, applied by the poll loop once no sale is open
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    address: str
+
+
+# -- out and internal ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PumpEvent:
+    """Cast to subscribers. ``kind``: ``state`` (every FP state change), ``calling``,
+    ``authorized``, ``fuelling`` (first flow, then progress at most once a second with
+    volume and amount), ``completed``, ``void``, ``orphan``, ``alert``, ``prices_applied``,
+    ``closed``, ``opened``."""
+
+    pump: str
+    kind: str
+    data: Mapping[str, Any]
+
+
+# Journal event types that subscribers also get, as they are journaled.
+PUBLISHED: Final = frozenset(
+    {
+        "authorized",
+        "fuelling",
+        "completed",
+        "void",
+        "orphan",
+        "alert",
+        "prices_applied",
+        "closed",
+        "opened",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    pass
+
+
+class AlertKind(enum.StrEnum):
+    ORPHAN_SALE = "orphan_sale"  # a sale in the pump the switch did not authorize
+    TOTALS_MISMATCH = "totals_mismatch"  # totals moved other than the sale block says
+    SALE_RECONSTRUCTED = "sale_reconstructed"  # finished from totals: the sale block was lost
+    BOOT_COUNT_CHANGED = "boot_count_changed"  # the pump powered up again
+    PUMP_ERROR = "pump_error"  # ERROR_CODE != 0 (once per occurrence)
+    EMERGENCY_STOP = "emergency_stop"  # this actor sent EMERGENCY_STOP
+    TOTALS_GAP = "totals_gap"  # start totals differ from the last known end totals
+    UNREACHABLE = "unreachable"  # no answer for longer than the threshold
+
+
+# -- errors to the caller -----------------------------------------------------------------
+
+
+class PumpBusy(Exception):
+    """The pump is not in a state that allows this (a sale is open, or it is closed)."""
+
+
+class PumpClosed(PumpBusy):
+    """The point is closed, or closing: no new sale until Open()."""
