@@ -69,6 +69,52 @@ def _bench_journal(args: argparse.Namespace) -> int:
     return 1 if args.check and not all(ok.values()) else 0
 
 
+def _bench_pumps(args: argparse.Namespace) -> int:
+    import trio
+
+    from loadtest.bench_actors import quiet_logs
+    from loadtest.bench_pumps import TARGETS, PumpBenchConfig, print_steps, run_pump_bench
+    from loadtest.report import print_report
+
+    from .config import Settings
+    from .store import database_server
+
+    quiet_logs()
+    settings = Settings.from_env()
+    config = PumpBenchConfig.quick() if args.quick else PumpBenchConfig()
+    with database_server(settings.home, settings.database_url) as database_url:
+        figures = trio.run(run_pump_bench, database_url, config)
+    print_steps(figures["steps"])
+    rows = [
+        ("PumpActor Modbus transactions per second", "actor_tx_per_s", None),
+        ("raw framer loop, one connection, same depth", "raw_tx_per_s", None),
+        ("modbus_ratio", "modbus_ratio", "modbus_ratio"),
+        ("switch CPU per transaction, actors (us)", "actor_cpu_us_per_tx", None),
+        ("switch CPU per transaction, raw loop (us)", "raw_cpu_us_per_tx", None),
+        ("cpu_ratio (raw / actors, per transaction)", "cpu_ratio", None),
+        ("simulator CPU while actors ran (of a core)", "actor_sim_cpu", None),
+        ("simulator CPU while raw loop ran (of a core)", "raw_sim_cpu", None),
+        ("max_pumps_1hz_half_core", "max_pumps_1hz_half_core", "max_pumps_1hz_half_core"),
+        ("switch CPU there (of a core)", "cpu_at_max", None),
+        ("simulator CPU there (of a core)", "sim_cpu_at_max", None),
+        ("status polls per second there", "polls_per_s_at_max", None),
+        ("switch CPU per poll (us)", "cpu_us_per_poll", None),
+        ("pumps at half a core, extrapolated", "est_pumps_at_half_core", None),
+        ("poll latency p50 (ms)", "poll_p50_ms", None),
+        ("poll latency p99 (ms)", "poll_p99_ms", None),
+    ]
+    notes = [
+        f"stepping stopped by: {figures['stopped_by']}",
+        f"{figures['cores']} cores shared by this process, the simulator and PostgreSQL; "
+        f"load average {figures['loadavg_1m_before']:.2f} before the run, "
+        f"{figures['loadavg_1m_after']:.2f} after",
+    ]
+    ok = print_report(
+        "fuelswitch bench pumps", rows, figures, TARGETS, quick=args.quick, notes=notes
+    )
+    return 1 if args.check and not all(ok.values()) else 0
+
+
 def _db(args: argparse.Namespace) -> int:
     from .db_cli import run_db_command
 
@@ -131,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("actors", _bench_actors, "the actor runtime against raw trio channels"),
         ("journal", _bench_journal, "the journal writer against raw asyncpg COPY"),
+        ("pumps", _bench_pumps, "PumpActors polling simulated pumps over Modbus TCP"),
     ):
         sub = benches.add_parser(name, help=f"{text} (table, then a final JSON line)")
         sub.add_argument("--quick", action="store_true", help="small counts (a smoke run)")

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 import trio
+import trio.testing
 
 from actors import Backoff
 from devices.modbus import (
@@ -286,6 +287,65 @@ async def test_tcp_late_reply_after_a_timeout_is_dropped(nursery: trio.Nursery) 
         assert await client.read_input_registers(2, 7, 2, timeout=SAFE) == inputs(2, 7, 2)
         stats = client.statistics()
     assert (stats.timeouts, stats.late_responses, stats.responses) == (1, 1, 1)
+    assert (stats.unknown_responses, stats.in_flight, stats.reconnects) == (0, 0, 0)
+
+
+async def test_tcp_an_earlier_deadline_expires_on_time_behind_a_later_one(
+    nursery: trio.Nursery,
+) -> None:
+    # Deadlines sit in one heap per connection, watched by one task: a request whose
+    # deadline is earlier than every other in flight must wake that task, not wait for it.
+    release = trio.Event()
+
+    async def hold(stream: trio.SocketStream) -> None:
+        requests = MbapRequests(stream)
+        first = await requests.next()
+        assert first is not None and await requests.next() is not None
+        await release.wait()
+        await answer(stream, first)  # the second is never answered
+        await trio.sleep_forever()
+
+    port = await serve_raw(nursery, hold)
+    results: list[list[int]] = []
+    async with ModbusTcpClient("127.0.0.1", port, timeout=SAFE) as client:
+
+        async def patient() -> None:
+            results.append(await client.read_input_registers(1, 0, 2, timeout=30.0))
+
+        async with trio.open_nursery() as callers:
+            callers.start_soon(patient)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.fail_after(SAFE), pytest.raises(ModbusTimeout):
+                await client.read_input_registers(2, 0, 1, timeout=TIMEOUT)
+            release.set()
+        stats = client.statistics()
+    assert results == [inputs(1, 0, 2)]
+    assert (stats.timeouts, stats.responses, stats.late_responses) == (1, 1, 0)
+
+
+async def test_tcp_a_caller_cancelled_from_outside_leaves_its_reply_late(
+    nursery: trio.Nursery,
+) -> None:
+    async def slow_first(stream: trio.SocketStream) -> None:
+        requests = MbapRequests(stream)
+        first = await requests.next()
+        second = await requests.next()  # sent only once the first caller gave up
+        assert first is not None and second is not None
+        await answer(stream, first)  # late: its caller is gone
+        await answer(stream, second)
+        while (request := await requests.next()) is not None:
+            await answer(stream, request)
+
+    port = await serve_raw(nursery, slow_first)
+    async with ModbusTcpClient("127.0.0.1", port, timeout=TIMEOUT) as client:
+        with trio.move_on_after(TIMEOUT / 3) as gave_up:
+            await client.read_input_registers(1, 0, 1)
+        assert gave_up.cancelled_caught
+        assert await client.read_input_registers(2, 7, 2, timeout=SAFE) == inputs(2, 7, 2)
+        await trio.sleep(TIMEOUT)  # the abandoned request's deadline passes: nothing to do
+        assert await client.read_input_registers(3, 1, 1, timeout=SAFE) == inputs(3, 1, 1)
+        stats = client.statistics()
+    assert (stats.timeouts, stats.late_responses, stats.responses) == (0, 1, 2)
     assert (stats.unknown_responses, stats.in_flight, stats.reconnects) == (0, 0, 0)
 
 
