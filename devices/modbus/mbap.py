@@ -97,31 +97,8 @@ class MbapCodec:
         return events
 
     def _skip_to_header(self) -> tuple[int, str]:
-        """How many leading bytes cannot start a frame, and why the first of them cannot.
-
-        A tail too short to judge is kept: it may be the start of the next frame.
-        """
-        first_reason = ""
-        for offset in range(len(self._buffer)):
-            reason = self._implausible(offset)
-            if reason is None:
-                return offset, first_reason
-            first_reason = first_reason or reason
-        return len(self._buffer), first_reason
-
-    def _implausible(self, offset: int) -> str | None:
-        buf, available = self._buffer, len(self._buffer) - offset
-        if available >= 4 and (protocol := int.from_bytes(buf[offset + 2 : offset + 4])) != 0:
-            return f"protocol id {protocol}"
-        if available >= 6:
-            length = int.from_bytes(buf[offset + 4 : offset + 6])
-            if not MIN_LENGTH <= length <= MAX_LENGTH:
-                return f"length {length}"
-        # While hunting, a header must also carry a function code this client uses: garbage
-        # that happens to look like a header would otherwise swallow the frames after it.
-        if self._hunting and available >= 8 and buf[offset + 7] & 0x7F not in _FUNCTIONS:
-            return f"function code {buf[offset + 7]}"
-        return None
+        # Replies may carry the exception bit on the function code.
+        return skip_to_header(self._buffer, hunting=self._hunting, function_mask=0x7F)
 
 
 T = TypeVar("T")
@@ -179,3 +156,36 @@ class TransactionTable(Generic[T]):
         self._pending.clear()
         self._abandoned.clear()
         return waiters
+
+
+def skip_to_header(
+    buffer: bytearray | bytes, *, hunting: bool, function_mask: int = 0xFF
+) -> tuple[int, str]:
+    """How many leading bytes cannot start an MBAP frame, and why the first of them cannot.
+
+    Shared by the client's reply decoder and the simulator's request decoder. A tail too
+    short to judge is kept: it may be the start of the next frame. While ``hunting`` (after
+    garbage), a header must also carry a known function code (masked with
+    ``function_mask``): garbage that happens to look like a header would otherwise swallow
+    the frames after it.
+    """
+    first_reason = ""
+    for offset in range(len(buffer)):
+        reason = _implausible(buffer, offset, hunting, function_mask)
+        if reason is None:
+            return offset, first_reason
+        first_reason = first_reason or reason
+    return len(buffer), first_reason
+
+
+def _implausible(buf: bytearray | bytes, offset: int, hunting: bool, mask: int) -> str | None:
+    available = len(buf) - offset
+    if available >= 4 and (protocol := int.from_bytes(buf[offset + 2 : offset + 4])) != 0:
+        return f"protocol id {protocol}"
+    if available >= 6:
+        length = int.from_bytes(buf[offset + 4 : offset + 6])
+        if not MIN_LENGTH <= length <= MAX_LENGTH:
+            return f"length {length}"
+    if hunting and available >= 8 and buf[offset + 7] & mask not in _FUNCTIONS:
+        return f"function code {buf[offset + 7]}"
+    return None

@@ -38,7 +38,7 @@ from pymodbus.pdu.register_message import (
 )
 
 from devices.modbus.errors import ExceptionCode
-from devices.modbus.mbap import HEADER_SIZE, MAX_LENGTH, MIN_LENGTH
+from devices.modbus.mbap import HEADER_SIZE, skip_to_header
 from devices.modbus.pdu import MAX_READ_COUNT, MAX_WRITE_COUNT, FunctionCode, Reply, Request
 
 _FUNCTIONS: Final = frozenset(int(f) for f in FunctionCode)
@@ -153,27 +153,7 @@ class MbapServerCodec:
         return events
 
     def _skip_to_header(self) -> tuple[int, str]:
-        """How many leading bytes cannot start a frame, and why the first cannot; a tail
-        too short to judge is kept, as it may be the start of the next frame."""
-        first_reason = ""
-        for offset in range(len(self._buffer)):
-            reason = self._implausible(offset)
-            if reason is None:
-                return offset, first_reason
-            first_reason = first_reason or reason
-        return len(self._buffer), first_reason
-
-    def _implausible(self, offset: int) -> str | None:
-        buf, available = self._buffer, len(self._buffer) - offset
-        if available >= 4 and (protocol := int.from_bytes(buf[offset + 2 : offset + 4])) != 0:
-            return f"protocol id {protocol}"
-        if available >= 6:
-            length = int.from_bytes(buf[offset + 4 : offset + 6])
-            if not MIN_LENGTH <= length <= MAX_LENGTH:
-                return f"length {length}"
-        if self._hunting and available >= 8 and buf[offset + 7] not in _FUNCTIONS:
-            return f"function code {buf[offset + 7]}"
-        return None
+        return skip_to_header(self._buffer, hunting=self._hunting)
 
 
 class RtuServerCodec:
