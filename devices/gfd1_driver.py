@@ -18,8 +18,8 @@ took our block for a resend; it is sent again under the next number.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import trio
 
@@ -64,6 +64,9 @@ class _SeqTaken(Exception):
         self.ack_seq = ack_seq
 
 
+T = TypeVar("T")
+
+
 class Gfd1Driver(PumpDriver):
     def __init__(
         self,
@@ -98,10 +101,15 @@ class Gfd1Driver(PumpDriver):
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def _read(self, address: int, count: int) -> list[int]:
+    async def _exchange(self, op: Callable[[], Awaitable[T]], *, garbled_is_fault: bool) -> T:
+        """One request, retried on exception 06, with errors mapped to the driver's own.
+
+        A garbled read is a device fault; a garbled write reply leaves the write's outcome
+        unknown, like silence, so the caller resends (harmless for what it writes).
+        """
         for attempt in range(self.busy_retries + 1):
             try:
-                return await self.client.read_input_registers(self.unit, address, count)
+                return await op()
             except ModbusException as exc:
                 if self._busy_reply(exc, attempt):
                     await trio.sleep(self.ack_poll_s)
@@ -111,11 +119,19 @@ class Gfd1Driver(PumpDriver):
                 self._faults += 1
                 raise PumpFault(f"unit {self.unit}: {exc}") from exc
             except ModbusFrameError as exc:
+                if not garbled_is_fault:
+                    raise PumpUnreachable(f"unit {self.unit}: {exc}") from exc
                 self._faults += 1
                 raise PumpFault(f"unit {self.unit}: {exc}") from exc
             except ModbusError as exc:
                 raise PumpUnreachable(f"unit {self.unit}: {exc}") from exc
         raise AssertionError("the last attempt returns or raises")  # pragma: no cover
+
+    async def _read(self, address: int, count: int) -> list[int]:
+        return await self._exchange(
+            lambda: self.client.read_input_registers(self.unit, address, count),
+            garbled_is_fault=True,
+        )
 
     async def status(self) -> StatusBlock:
         regs = await self._read(STATUS_START, STATUS_COUNT)
@@ -152,21 +168,10 @@ class Gfd1Driver(PumpDriver):
     # -- commands ------------------------------------------------------------------------
 
     async def _write(self, address: int, values: Sequence[int]) -> None:
-        for attempt in range(self.busy_retries + 1):
-            try:
-                await self.client.write_registers(self.unit, address, list(values))
-            except ModbusException as exc:
-                if self._busy_reply(exc, attempt):
-                    await trio.sleep(self.ack_poll_s)
-                    continue
-                if exc.exception_code is ExceptionCode.DEVICE_BUSY:
-                    raise PumpUnreachable(f"unit {self.unit}: busy: {exc}") from exc
-                self._faults += 1
-                raise PumpFault(f"unit {self.unit}: {exc}") from exc
-            except ModbusError as exc:
-                raise PumpUnreachable(f"unit {self.unit}: {exc}") from exc
-            else:
-                return
+        await self._exchange(
+            lambda: self.client.write_registers(self.unit, address, list(values)),
+            garbled_is_fault=False,
+        )
 
     async def _idempotent_write(self, address: int, values: Sequence[int]) -> None:
         """A plain register write (no CMD_SEQ), resent on silence until the command
