@@ -53,52 +53,103 @@ class MbapGarbage:
 MbapEvent = MbapReply | MbapBadPdu | MbapGarbage
 
 
-class MbapCodec:
-    """Client-side MBAP framing over one byte stream. ``reset`` it for each new connection."""
+@dataclass(frozen=True, slots=True)
+class MbapFrame:
+    """One frame cut from the stream, its PDU still undecoded."""
 
-    def __init__(self) -> None:
-        self._framer = FramerSocket(DecodePDU(is_server=False))
+    transaction_id: int
+    unit: int
+    pdu: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MbapSkipped:
+    """The start of a run of bytes that cannot begin a frame."""
+
+    reason: str
+    count: int
+
+
+class MbapSplitter:
+    """Cuts one byte stream into MBAP frames, on either side of the wire.
+
+    Checks each header before pymodbus's framer sees it, and drops bytes that cannot
+    start a frame until one could (hunting); each run of such bytes is reported once.
+    ``function_mask`` is 0x7F on the client side, where replies may carry the
+    exception bit on their function code.
+    """
+
+    def __init__(self, framer: FramerSocket, *, function_mask: int) -> None:
+        self.framer = framer
+        self._function_mask = function_mask
         self._buffer = bytearray()
         self._hunting = False
         self.dropped_bytes = 0
-
-    def encode(self, transaction_id: int, request: Request) -> bytes:
-        return self._framer.buildFrame(to_pymodbus(request, transaction_id))
-
-    def reset(self) -> None:
-        self._buffer.clear()
-        self._hunting = False
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[MbapEvent]:
-        """Take bytes from the stream; return the events they complete, in order."""
+    def reset(self) -> None:
+        self._buffer.clear()
+        self._hunting = False
+
+    def feed(self, data: bytes) -> list[MbapFrame | MbapSkipped]:
         self._buffer += data
-        events: list[MbapEvent] = []
+        out: list[MbapFrame | MbapSkipped] = []
         while self._buffer:
-            skipped, reason = self._skip_to_header()
+            skipped, reason = skip_to_header(
+                self._buffer, hunting=self._hunting, function_mask=self._function_mask
+            )
             if skipped:
                 del self._buffer[:skipped]
                 self.dropped_bytes += skipped
                 if not self._hunting:
                     self._hunting = True
-                    events.append(MbapGarbage(reason))
+                    out.append(MbapSkipped(reason, skipped))
             if len(self._buffer) < HEADER_SIZE + 1:
                 break
-            used, unit, tid, pdu = self._framer.decode(bytes(self._buffer))
+            used, unit, tid, pdu = self.framer.decode(bytes(self._buffer))
             if not used:
                 break  # a plausible header whose frame has not fully arrived yet
             del self._buffer[:used]
             self._hunting = False
-            reply = decode_reply(self._framer.decoder, unit, pdu)
-            events.append(MbapBadPdu(tid, unit) if reply is None else MbapReply(tid, reply))
-        return events
+            out.append(MbapFrame(tid, unit, pdu))
+        return out
 
-    def _skip_to_header(self) -> tuple[int, str]:
-        # Replies may carry the exception bit on the function code.
-        return skip_to_header(self._buffer, hunting=self._hunting, function_mask=0x7F)
+
+class MbapCodec:
+    """Client-side MBAP framing over one byte stream. ``reset`` it for each new connection."""
+
+    def __init__(self) -> None:
+        self._framer = FramerSocket(DecodePDU(is_server=False))
+        self._splitter = MbapSplitter(self._framer, function_mask=0x7F)
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self._splitter.dropped_bytes
+
+    @property
+    def buffered(self) -> int:
+        return self._splitter.buffered
+
+    def encode(self, transaction_id: int, request: Request) -> bytes:
+        return self._framer.buildFrame(to_pymodbus(request, transaction_id))
+
+    def reset(self) -> None:
+        self._splitter.reset()
+
+    def feed(self, data: bytes) -> list[MbapEvent]:
+        """Take bytes from the stream; return the events they complete, in order."""
+        events: list[MbapEvent] = []
+        for item in self._splitter.feed(data):
+            if isinstance(item, MbapSkipped):
+                events.append(MbapGarbage(item.reason))
+                continue
+            reply = decode_reply(self._framer.decoder, item.unit, item.pdu)
+            tid = item.transaction_id
+            events.append(MbapBadPdu(tid, item.unit) if reply is None else MbapReply(tid, reply))
+        return events
 
 
 T = TypeVar("T")

@@ -38,7 +38,7 @@ from pymodbus.pdu.register_message import (
 )
 
 from devices.modbus.errors import ExceptionCode
-from devices.modbus.mbap import HEADER_SIZE, skip_to_header
+from devices.modbus.mbap import MbapSkipped, MbapSplitter
 from devices.modbus.pdu import MAX_READ_COUNT, MAX_WRITE_COUNT, FunctionCode, Reply, Request
 
 _FUNCTIONS: Final = frozenset(int(f) for f in FunctionCode)
@@ -121,39 +121,31 @@ class MbapServerCodec:
 
     def __init__(self) -> None:
         self._framer = FramerSocket(DecodePDU(is_server=True))
-        self._buffer = bytearray()
-        self._hunting = False
+        self._splitter = MbapSplitter(self._framer, function_mask=0xFF)
         self.garbage_runs = 0
-        self.dropped_bytes = 0
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self._splitter.dropped_bytes
+
+    @property
+    def buffered(self) -> int:
+        return self._splitter.buffered
 
     def encode(self, transaction_id: int, reply: Reply) -> bytes:
         return self._framer.buildFrame(to_pymodbus_reply(reply, transaction_id))
 
     def feed(self, data: bytes) -> list[FrameEvent]:
         """Take bytes from the stream; return the requests (and garbage) they complete."""
-        self._buffer += data
         events: list[FrameEvent] = []
-        while self._buffer:
-            skipped, reason = self._skip_to_header()
-            if skipped:
-                del self._buffer[:skipped]
-                self.dropped_bytes += skipped
-                if not self._hunting:
-                    self._hunting = True
-                    self.garbage_runs += 1
-                    events.append(Garbage(reason, skipped))
-            if len(self._buffer) < HEADER_SIZE + 1:
-                break
-            used, unit, tid, pdu = self._framer.decode(bytes(self._buffer))
-            if not used:
-                break  # a plausible header whose frame has not fully arrived yet
-            del self._buffer[:used]
-            self._hunting = False
-            events.append(to_request(self._framer.decoder, tid, unit, pdu))
+        for item in self._splitter.feed(data):
+            if isinstance(item, MbapSkipped):
+                self.garbage_runs += 1
+                events.append(Garbage(item.reason, item.count))
+            else:
+                decoder = self._framer.decoder
+                events.append(to_request(decoder, item.transaction_id, item.unit, item.pdu))
         return events
-
-    def _skip_to_header(self) -> tuple[int, str]:
-        return skip_to_header(self._buffer, hunting=self._hunting)
 
 
 class RtuServerCodec:
