@@ -10,7 +10,7 @@ a pump actor treats that as a device fault, never as a crash.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .registers import (
@@ -137,6 +137,35 @@ class StatusBlock:
     last_sale: SaleRecord | None  # None when the payable buffer is empty
 
 
+# Field names mirror the register map: a StatusBlock field ``x`` is register field ``x``,
+# a SaleRecord field ``x`` is ``last_sale_x``. Only the enumerations need a table.
+_SALE_PREFIX = "last_sale_"
+_STATUS_ENUMS: dict[str, Any] = {
+    "fp_state": FPState,
+    "flags": Flag,
+    "error_code": ErrorCode,
+    "cmd_result": CommandResult,
+}
+_SALE_ENUMS: dict[str, Any] = {
+    "end_reason": EndReason,
+    "preset_type": PresetType,
+    "state": SaleState,
+}
+_STATUS_NAMES = tuple(f.name for f in fields(StatusBlock) if f.name != "last_sale")
+_SALE_NAMES = tuple(f.name for f in fields(SaleRecord))
+
+
+def _typed(
+    values: Mapping[str, int], names: Sequence[str], enums: Mapping[str, Any], prefix: str = ""
+) -> dict[str, Any]:
+    return {
+        name: _enum(enums[name], values[prefix + name], prefix + name)
+        if name in enums
+        else values[prefix + name]
+        for name in names
+    }
+
+
 def decode_status(regs: Sequence[int]) -> StatusBlock:
     _check_words(regs, STATUS_COUNT, "status block")
     v = _unpack(regs, 0, STATUS_FIELDS)
@@ -144,69 +173,21 @@ def decode_status(regs: Sequence[int]) -> StatusBlock:
         raise CodecError(f"unsupported GFD-1 map version {v['map_version']}")
     last = None
     if v["last_sale_seq"]:
-        last = SaleRecord(
-            seq=v["last_sale_seq"],
-            nozzle=v["last_sale_nozzle"],
-            end_reason=_enum(EndReason, v["last_sale_end_reason"], "last_sale_end_reason"),
-            volume_ml=v["last_sale_volume_ml"],
-            amount_fen=v["last_sale_amount_fen"],
-            unit_price=v["last_sale_unit_price"],
-            start_volume_total_ml=v["last_sale_start_volume_total_ml"],
-            end_volume_total_ml=v["last_sale_end_volume_total_ml"],
-            auth_token=v["last_sale_auth_token"],
-            preset_type=_enum(PresetType, v["last_sale_preset_type"], "last_sale_preset_type"),
-            preset_value=v["last_sale_preset_value"],
-            price_set_id=v["last_sale_price_set_id"],
-            state=_enum(SaleState, v["last_sale_state"], "last_sale_state"),
-        )
+        last = SaleRecord(**_typed(v, _SALE_NAMES, _SALE_ENUMS, _SALE_PREFIX))
         if not 1 <= last.nozzle <= MAX_NOZZLES:
             raise CodecError(f"last sale on nozzle {last.nozzle}")
         if last.end_volume_total_ml < last.start_volume_total_ml:
             raise CodecError("last sale's end volume total is below its start total")
     if v["active_nozzle"] > MAX_NOZZLES:
         raise CodecError(f"active nozzle {v['active_nozzle']}")
-    return StatusBlock(
-        map_version=v["map_version"],
-        fp_state=_enum(FPState, v["fp_state"], "fp_state"),
-        flags=Flag(v["flags"]),
-        active_nozzle=v["active_nozzle"],
-        nozzle_out_mask=v["nozzle_out_mask"],
-        error_code=_enum(ErrorCode, v["error_code"], "error_code"),
-        cur_sale_seq=v["cur_sale_seq"],
-        cur_volume_ml=v["cur_volume_ml"],
-        cur_amount_fen=v["cur_amount_fen"],
-        cur_unit_price=v["cur_unit_price"],
-        flow_rate_ml_min=v["flow_rate_ml_min"],
-        cur_auth_token=v["cur_auth_token"],
-        cmd_ack_seq=v["cmd_ack_seq"],
-        cmd_result=_enum(CommandResult, v["cmd_result"], "cmd_result"),
-        cmd_ack_code=v["cmd_ack_code"],
-        heartbeat=v["heartbeat"],
-        boot_count=v["boot_count"],
-        unpaid_count=v["unpaid_count"],
-        price_set_id=v["price_set_id"],
-        last_sale=last,
-    )
+    return StatusBlock(**_typed(v, _STATUS_NAMES, _STATUS_ENUMS), last_sale=last)
 
 
 def encode_status(status: StatusBlock) -> list[int]:
     values: dict[str, int] = {k: int(v) for k, v in asdict(status).items() if k != "last_sale"}
     sale = status.last_sale
-    values.update(
-        last_sale_seq=sale.seq if sale else 0,
-        last_sale_nozzle=sale.nozzle if sale else 0,
-        last_sale_end_reason=int(sale.end_reason) if sale else 0,
-        last_sale_volume_ml=sale.volume_ml if sale else 0,
-        last_sale_amount_fen=sale.amount_fen if sale else 0,
-        last_sale_unit_price=sale.unit_price if sale else 0,
-        last_sale_start_volume_total_ml=sale.start_volume_total_ml if sale else 0,
-        last_sale_end_volume_total_ml=sale.end_volume_total_ml if sale else 0,
-        last_sale_auth_token=sale.auth_token if sale else 0,
-        last_sale_preset_type=int(sale.preset_type) if sale else 0,
-        last_sale_preset_value=sale.preset_value if sale else 0,
-        last_sale_price_set_id=sale.price_set_id if sale else 0,
-        last_sale_state=int(sale.state) if sale else 0,
-    )
+    for name in _SALE_NAMES:
+        values[_SALE_PREFIX + name] = int(getattr(sale, name)) if sale is not None else 0
     return _pack(values, 0, STATUS_COUNT, STATUS_FIELDS)
 
 
