@@ -75,17 +75,17 @@ class Authorized:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    pass
+    """End the sale now (STOP); it settles through the usual completion path."""
 
 
 @dataclass(frozen=True, slots=True)
 class Suspend:
-    pass
+    """Pause the flow of the sale in progress (SUSPEND)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    pass
+    """Let a suspended sale flow again (RESUME)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ class EmergencyStop:
 
 @dataclass(frozen=True, slots=True)
 class ResetError:
-    pass
+    """Clear the pump's error after the cause was dealt with (RESET_ERROR)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +114,12 @@ class PriceChange:
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    pass
+    """Close the point once the switch has nothing left in it; answers the admin state."""
 
 
 @dataclass(frozen=True, slots=True)
 class Open:
-    pass
+    """Open a closed (or closing) point."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +165,7 @@ PUBLISHED: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Poll:
-    pass
+    """Timer tick: read the pump now."""
 
 
 class AlertKind(enum.StrEnum):
