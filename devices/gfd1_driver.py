@@ -53,6 +53,7 @@ from .modbus import (
     ModbusException,
     ModbusFrameError,
     RegisterClient,
+    Request,
 )
 
 
@@ -84,6 +85,7 @@ class Gfd1Driver(PumpDriver):
         self.command_timeout = command_timeout
         self.ack_poll_s = ack_poll_s
         self.busy_retries = busy_retries
+        self._status_request = Request.read_input(unit, STATUS_START, STATUS_COUNT)
         self._seq: int | None = None  # last CMD_SEQ we wrote
         self._commands = 0
         self._resends = 0
@@ -134,7 +136,8 @@ class Gfd1Driver(PumpDriver):
         )
 
     async def status(self) -> StatusBlock:
-        regs = await self._read(STATUS_START, STATUS_COUNT)
+        request = self._status_request  # the same every poll: built once
+        regs = await self._exchange(lambda: self.client.execute(request), garbled_is_fault=True)
         try:
             status = decode_status(regs)
         except CodecError as exc:

@@ -70,6 +70,7 @@ class PumpBase(Actor):
         progress_interval_s: float = 1.0,
         unreachable_alert_s: float = 30.0,
         offline_after_polls: int = 3,
+        poll_quantum_s: float = 0.1,
     ) -> None:
         self.driver = driver
         self.journal = journal
@@ -79,6 +80,7 @@ class PumpBase(Actor):
         self.progress_interval_s = progress_interval_s  # fuelling progress to subscribers
         self.unreachable_alert_s = unreachable_alert_s
         self.offline_after_polls = offline_after_polls  # the spec: OFFLINE after 3 polls
+        self.poll_quantum_s = poll_quantum_s  # scheduled polls fall on this grid
         self.ledger = PumpLedger()
         self.status: StatusBlock | None = None
         self.subscribers: set[str] = set()
@@ -89,6 +91,7 @@ class PumpBase(Actor):
         self.dropped_events = 0  # not delivered: a subscriber's mailbox was full
         self._poll_timer: Timer | None = None
         self._poll_again = False  # the poll changed something: look again at once
+        self._poll_ideal = -math.inf  # the fixed-rate schedule, before rounding to the grid
         self._unreachable_since: float | None = None
         self._unreachable_alerted = False
         self._last_progress = -math.inf
@@ -159,13 +162,33 @@ class PumpBase(Actor):
 
     def _next_poll(self) -> None:
         """After a poll: the next one at the rate the point's state calls for, or at once
-        if the poll changed something (``_poll_again``)."""
+        if the poll changed something (``_poll_again``).
+
+        The rate is fixed (the schedule advances by the interval from where it was, not
+        from when the poll ended, so a slow reply does not stretch the period) and each
+        poll is rounded up to a grid of ``poll_quantum_s`` (at most a quarter of the
+        interval). Pumps whose polls fall on the same tick have their reads queued in
+        the same scheduler pass, and their station's client sends them in one write and
+        usually reads the replies in one receive: two system calls shared by a dozen
+        polls instead of two per poll, which is most of a poll's cost. A schedule that
+        fell behind (a long command) restarts from now instead of catching up in a burst.
+        """
         self._poll_timer = None
         live = self.ledger.open_sale is not None or self.ledger.pending_clear is not None
-        delay = self.active_poll_s if live else self.idle_poll_s
+        interval = self.active_poll_s if live else self.idle_poll_s
         if self._poll_again:
-            self._poll_again, delay = False, 0.0
-        self._poll_soon(delay)
+            self._poll_again = False
+            self._poll_soon(0.0)
+            return
+        now = trio.current_time()
+        if self._poll_ideal == -math.inf:
+            self._poll_ideal = now  # the first poll sets the phase
+        self._poll_ideal = max(self._poll_ideal + interval, now)
+        due = self._poll_ideal
+        quantum = min(self.poll_quantum_s, interval / 4)
+        if quantum > 0:
+            due = math.ceil(due / quantum) * quantum
+        self._poll_soon(max(0.0, due - now))
 
     # -- reachability ----------------------------------------------------------------------
 

@@ -83,9 +83,12 @@ class StationConfig:
     port: int
     units: Sequence[int]  # Modbus unit id of each fuelling point (= pump number)
     nozzles: int = 2
+    # Requests outstanding on the gateway connection. 1 suits any gateway; one that
+    # pipelines (the simulator does) lets a station's polls on one tick share a write.
     max_in_flight: int = 1
     active_poll_s: float = 0.25
     idle_poll_s: float = 1.0
+    poll_quantum_s: float = 0.1
 
 
 def station_spec(config: StationConfig, journal: Journal) -> ChildSpec:
@@ -119,6 +122,7 @@ def _pump_factory(link: GatewayLink, journal: Journal, config: StationConfig, un
             stream_id=f"pump:{config.station_id}.p{unit:02d}",
             active_poll_s=config.active_poll_s,
             idle_poll_s=config.idle_poll_s,
+            poll_quantum_s=config.poll_quantum_s,
         )
 
     return make

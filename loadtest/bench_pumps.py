@@ -76,6 +76,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 @dataclass(frozen=True, slots=True)
 class PumpBenchConfig:
     depth: int = 4  # requests in flight per connection: the client's default max_in_flight
+    step_depth: int = 32  # in the stepping phase: a tick's polls of a station in one write
     ratio_pumps: int = 200  # PumpActors sharing the one connection of the ratio phase
     ratio_warmup_s: float = 1.0
     ratio_window_s: float = 2.0
@@ -459,7 +460,9 @@ async def measure_step(
     names: list[str] = []
     async with run_simulator(stations, config.pumps_per_station) as sim, AsyncExitStack() as stack:
         clients = [
-            await stack.enter_async_context(ModbusTcpClient(HOST, port, max_in_flight=config.depth))
+            await stack.enter_async_context(
+                ModbusTcpClient(HOST, port, max_in_flight=config.step_depth)
+            )
             for port in sim.ports
         ]
         try:

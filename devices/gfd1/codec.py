@@ -9,10 +9,12 @@ a pump actor treats that as a device fault, never as a crash.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .layout import Layout, LayoutError
 from .registers import (
     COMMAND_COUNT,
     COMMAND_FIELDS,
@@ -155,32 +157,53 @@ _STATUS_NAMES = tuple(f.name for f in fields(StatusBlock) if f.name != "last_sal
 _SALE_NAMES = tuple(f.name for f in fields(SaleRecord))
 
 
-def _typed(
-    values: Mapping[str, int], names: Sequence[str], enums: Mapping[str, Any], prefix: str = ""
-) -> dict[str, Any]:
-    return {
-        name: _enum(enums[name], values[prefix + name], prefix + name)
-        if name in enums
-        else values[prefix + name]
-        for name in names
-    }
+def _members(kind: Any) -> dict[int, Any]:
+    return {int(m): m for m in kind}
+
+
+# Position in the status layout -> (name, value -> member) for the enumerated fields.
+# Flag is an IntFlag: any combination of bits is a valid value, so it is converted as is.
+_STATUS_LAYOUT = Layout(STATUS_FIELDS, 0, STATUS_COUNT)
+_N_STATUS = len(_STATUS_NAMES)
+_ENUM_POSITIONS: tuple[tuple[int, str, Any, dict[int, Any] | None], ...] = tuple(
+    (i, name, kind, None if issubclass(kind, enum.Flag) else _members(kind))
+    for i, name in enumerate(_STATUS_LAYOUT.names)
+    for kind in [
+        _STATUS_ENUMS.get(name) if i < _N_STATUS else _SALE_ENUMS.get(name[len(_SALE_PREFIX) :])
+    ]
+    if kind is not None
+)
+if _STATUS_LAYOUT.names != _STATUS_NAMES + tuple(_SALE_PREFIX + n for n in _SALE_NAMES):
+    raise ImportError("StatusBlock and SaleRecord fields must follow the register map's order")
 
 
 def decode_status(regs: Sequence[int]) -> StatusBlock:
-    _check_words(regs, STATUS_COUNT, "status block")
-    v = _unpack(regs, 0, STATUS_FIELDS)
-    if v["map_version"] != 1:
-        raise CodecError(f"unsupported GFD-1 map version {v['map_version']}")
+    """One poll's status block. Runs per poll of every pump: one struct unpack (see
+    :mod:`devices.gfd1.layout`) and a table lookup per enumerated field."""
+    try:
+        values: list[Any] = list(_STATUS_LAYOUT.unpack(regs))
+    except LayoutError as exc:
+        raise CodecError(f"status block: {exc}") from None
+    if values[0] != 1:
+        raise CodecError(f"unsupported GFD-1 map version {values[0]}")
+    for i, name, kind, members in _ENUM_POSITIONS:
+        if members is None:
+            values[i] = kind(values[i])
+        elif (member := members.get(values[i])) is not None:
+            values[i] = member
+        elif i < _N_STATUS or values[_N_STATUS]:  # the sale's fields count only if it is there
+            raise CodecError(f"{name}: {values[i]} is not a valid {kind.__name__}")
     last = None
-    if v["last_sale_seq"]:
-        last = SaleRecord(**_typed(v, _SALE_NAMES, _SALE_ENUMS, _SALE_PREFIX))
+    if values[_N_STATUS]:  # LAST_SALE_SEQ: 0 when the payable buffer is empty
+        last = SaleRecord(*values[_N_STATUS:])
         if not 1 <= last.nozzle <= MAX_NOZZLES:
             raise CodecError(f"last sale on nozzle {last.nozzle}")
         if last.end_volume_total_ml < last.start_volume_total_ml:
             raise CodecError("last sale's end volume total is below its start total")
-    if v["active_nozzle"] > MAX_NOZZLES:
-        raise CodecError(f"active nozzle {v['active_nozzle']}")
-    return StatusBlock(**_typed(v, _STATUS_NAMES, _STATUS_ENUMS), last_sale=last)
+    if values[3] > MAX_NOZZLES:  # ACTIVE_NOZZLE
+        raise CodecError(f"active nozzle {values[3]}")
+    values[_N_STATUS:] = [last]
+    return StatusBlock(*values)
 
 
 def encode_status(status: StatusBlock) -> list[int]:

@@ -23,6 +23,7 @@ HEADER_SIZE: Final = 7  # transaction id, protocol id, length, unit id
 MIN_LENGTH: Final = 3  # the length field counts the unit id, the function code and >= 1 byte
 MAX_LENGTH: Final = 254  # unit id + the largest PDU (253 bytes)
 MAX_TRANSACTION_ID: Final = 0xFFFF
+_READ_CACHE_SIZE: Final = 4096  # distinct read requests kept framed (a station has <= 247 units)
 _FUNCTIONS: Final = frozenset(int(f) for f in FunctionCode)
 
 
@@ -124,6 +125,7 @@ class MbapCodec:
     def __init__(self) -> None:
         self._framer = FramerSocket(DecodePDU(is_server=False))
         self._splitter = MbapSplitter(self._framer, function_mask=0x7F)
+        self._reads: dict[Request, bytes] = {}  # framed with transaction id 0
 
     @property
     def dropped_bytes(self) -> int:
@@ -134,7 +136,17 @@ class MbapCodec:
         return self._splitter.buffered
 
     def encode(self, transaction_id: int, request: Request) -> bytes:
-        return self._framer.buildFrame(to_pymodbus(request, transaction_id))
+        """The request's frame. Reads are framed once per distinct request and then only
+        get their transaction id (the frame's first two bytes) patched in: a switch sends
+        the same status read to each pump every second."""
+        if not request.is_read:
+            return self._framer.buildFrame(to_pymodbus(request, transaction_id))
+        frame = self._reads.get(request)
+        if frame is None:
+            if len(self._reads) >= _READ_CACHE_SIZE:
+                self._reads.clear()
+            frame = self._reads[request] = self._framer.buildFrame(to_pymodbus(request, 0))
+        return transaction_id.to_bytes(2, "big") + frame[2:]
 
     def reset(self) -> None:
         self._splitter.reset()

@@ -9,6 +9,7 @@ task rather than as an odd reply from a device.
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
@@ -125,7 +126,18 @@ def to_pymodbus(request: Request, transaction_id: int = 0) -> ModbusPDU:
 
 
 def decode_reply(decoder: DecodePDU, unit: int, data: bytes) -> Reply | None:
-    """Decode a reply PDU (function code first); None when pymodbus cannot make sense of it.
+    """Decode a reply PDU (function code first); None when it is malformed.
+
+    Normal register-read replies, the hot path of every poll, are decoded by
+    :func:`decode_read_reply`; everything else by pymodbus (:func:`decode_with_pymodbus`).
+    """
+    if data[:1] in _READ_CODES:
+        return decode_read_reply(unit, data)
+    return decode_with_pymodbus(decoder, unit, data)
+
+
+def decode_with_pymodbus(decoder: DecodePDU, unit: int, data: bytes) -> Reply | None:
+    """Decode a reply PDU with pymodbus; None when pymodbus cannot make sense of it.
 
     pymodbus's decoder already turns its own parse errors into None; anything else it raises
     on hostile input is foreign and is mapped to None here too.
@@ -145,6 +157,30 @@ def decode_reply(decoder: DecodePDU, unit: int, data: bytes) -> Reply | None:
         address=pdu.address,
         count=pdu.count,
     )
+
+
+_WORDS = [struct.Struct(f">{n}H") for n in range(MAX_READ_COUNT + 1)]
+_READ_CODES = frozenset(
+    bytes([f]) for f in (FunctionCode.READ_HOLDING_REGISTERS, FunctionCode.READ_INPUT_REGISTERS)
+)
+
+
+def decode_read_reply(unit: int, data: bytes) -> Reply | None:
+    """Decode a normal FC 03/04 reply PDU; None when it is malformed.
+
+    The hot path of every poll. pymodbus's decoder unpacks the registers one by one and
+    formats a debug string for every PDU (some 11 us a status block); the layout is
+    simple enough to check and unpack here with one precompiled struct (under 1 us).
+    It is also stricter: a byte count that is odd, out of range or not the PDU's length
+    is refused (pymodbus reads what it can). Exception replies and writes go through
+    :func:`decode_with_pymodbus`; a test checks that both agree on register replies.
+    """
+    if len(data) < 2:
+        return None
+    count, odd = divmod(data[1], 2)
+    if odd or not 1 <= count <= MAX_READ_COUNT or len(data) != 2 + data[1]:
+        return None
+    return Reply(unit, data[0], registers=_WORDS[count].unpack_from(data, 2))
 
 
 def check_reply(request: Request, reply: Reply) -> tuple[int, ...]:

@@ -117,19 +117,37 @@ class Gateway:
         connection: trio.CancelScope,
     ) -> None:
         try:
-            async for incoming in requests:
-                self._requests += 1
-                answer = self._answer_for(incoming)
-                if answer.reply is None:
-                    self._dropped += 1
-                    continue
-                if answer.delay_s:
-                    await trio.sleep(answer.delay_s)
-                await stream.send_all(codec.encode(incoming.transaction_id, answer.reply))
-                self._replies += 1
+            async for first in requests:
+                # Replies to requests that arrived together leave together: one write
+                # for a burst instead of one per reply. A delayed reply flushes what is
+                # ready first, so replies keep their order.
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(requests.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                ready: list[bytes] = []
+                for incoming in batch:
+                    self._requests += 1
+                    answer = self._answer_for(incoming)
+                    if answer.reply is None:
+                        self._dropped += 1
+                        continue
+                    if answer.delay_s:
+                        await self._flush(stream, ready)
+                        await trio.sleep(answer.delay_s)
+                    ready.append(codec.encode(incoming.transaction_id, answer.reply))
+                await self._flush(stream, ready)
         except LINK_ERRORS as exc:
             log.info("sim.connection_lost", station=self.station, error=repr(exc))
             connection.cancel()  # stop reading for a peer that is gone
+
+    async def _flush(self, stream: trio.SocketStream, ready: list[bytes]) -> None:
+        if ready:
+            await stream.send_all(b"".join(ready))
+            self._replies += len(ready)
+            ready.clear()
 
     def _answer_for(self, incoming: Incoming) -> Answer:
         station, unit = self.station, incoming.unit

@@ -40,6 +40,8 @@ from devices.gfd1 import (
     encode_status,
     encode_totals,
 )
+from devices.gfd1.layout import Layout, LayoutError
+from devices.gfd1.registers import Field
 
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
@@ -279,3 +281,27 @@ def test_prices_config_and_settings() -> None:
     assert decode_settings([30, 2, 90, 1]) == settings_
     with pytest.raises(CodecError, match="mode"):
         decode_settings([0, 0, 0, 2])
+
+
+def test_a_layout_unpacks_its_field_table_in_one_struct() -> None:
+    fields = (Field("a", 10, 1), Field("b", 12, 2), Field("c", 14, 4))  # register 11 unused
+    layout = Layout(fields, 10, 20)
+    regs = [7, 0xFFFF, 1, 2, 0, 0, 0, 3, *[0] * 12]
+    assert layout.unpack(regs) == (7, 0x10002, 3)
+    assert layout.names == ("a", "b", "c")
+    with pytest.raises(LayoutError, match="expected 20 registers"):
+        layout.unpack(regs[:-1])
+    with pytest.raises(LayoutError, match="65536 is not a 16-bit word"):
+        layout.unpack([65536, *regs[1:]])
+    with pytest.raises(ValueError, match="address order"):
+        Layout(tuple(reversed(fields)), 10, 20)
+    with pytest.raises(ValueError, match="overlaps"):
+        Layout((Field("a", 10, 2), Field("b", 11, 1)), 10, 20)
+    with pytest.raises(ValueError, match="past the end"):
+        Layout(fields, 10, 5)
+
+
+def test_sale_words_are_not_judged_when_the_payable_buffer_is_empty() -> None:
+    regs = encode_status(status(last_sale=None, fp_state=FPState.IDLE))
+    regs[35] = 99  # a stale end reason behind LAST_SALE_SEQ = 0 means nothing
+    assert decode_status(regs).last_sale is None

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pymodbus.pdu import DecodePDU
 
 from devices.modbus import (
     ExceptionCode,
@@ -19,7 +22,7 @@ from devices.modbus import (
     TransactionTable,
 )
 from devices.modbus.mbap import MbapBadPdu, MbapGarbage, MbapReply
-from devices.modbus.pdu import check_reply
+from devices.modbus.pdu import check_reply, decode_read_reply, decode_with_pymodbus
 from devices.modbus.rtu_codec import RtuBadFrame, RtuReply
 from tests.devices.modbus_support import mbap, registers_pdu, rtu
 
@@ -163,3 +166,30 @@ def test_serial_timing() -> None:
     assert SerialSettings("/dev/ttyS0", 115200).silence == pytest.approx(0.00175)
     with pytest.raises(ValueError):
         SerialSettings("/dev/ttyS0", 9600, bytesize=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([3, 4]),
+    st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=125),
+)
+def test_register_replies_decode_as_pymodbus_decodes_them(function: int, regs: list[int]) -> None:
+    pdu = registers_pdu(function, regs)
+    ours = decode_read_reply(3, pdu)
+    assert ours == decode_with_pymodbus(DecodePDU(is_server=False), 3, pdu)
+    assert ours is not None and ours.registers == tuple(regs)
+
+
+@pytest.mark.parametrize(
+    "pdu",
+    [
+        bytes([4, 3, 0, 1, 2]),  # odd byte count
+        bytes([4, 4, 0, 1]),  # fewer bytes than the count says
+        bytes([4, 2, 0, 1, 9]),  # more
+        bytes([4, 0]),  # no registers
+    ],
+)
+def test_malformed_register_replies_are_bad_pdus(pdu: bytes) -> None:
+    assert decode_read_reply(1, pdu) is None
+    assert decode_read_reply(1, pdu[:1]) is None  # no byte count at all
+    assert MbapCodec().feed(mbap(5, 1, pdu)) == [MbapBadPdu(5, 1)]
