@@ -25,6 +25,12 @@ class PumpUnreachable(DriverError):
     pump before deciding anything (CMD_SEQ makes resending the same command harmless)."""
 
 
+class CommandInterrupted(PumpUnreachable):
+    """The pump restarted while a command was outstanding. The command is not sent again:
+    a restarted pump has forgotten the CMD_SEQ it acknowledged and would run a resend as
+    new. Whether it ran before the restart is unknown: the BOOT_COUNT rule reconciles."""
+
+
 class PumpFault(DriverError):
     """The pump answered with something no correct pump would send (a bad frame, an
     impossible register value): a device fault to raise as an alert, not a crash."""

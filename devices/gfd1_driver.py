@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .driver import CommandRefused, PumpDriver, PumpFault, PumpUnreachable
+from .driver import CommandInterrupted, CommandRefused, PumpDriver, PumpFault, PumpUnreachable
 from .gfd1 import (
     COMMAND_START,
     CONFIG_COUNT,
@@ -87,6 +87,7 @@ class Gfd1Driver(PumpDriver):
         self.busy_retries = busy_retries
         self._status_request = Request.read_input(unit, STATUS_START, STATUS_COUNT)
         self._seq: int | None = None  # last CMD_SEQ we wrote
+        self._boot_count: int | None = None  # as of the last status read
         self._commands = 0
         self._resends = 0
         self._refusals = 0
@@ -143,6 +144,7 @@ class Gfd1Driver(PumpDriver):
         except CodecError as exc:
             self._faults += 1
             raise PumpFault(f"unit {self.unit}: {exc}") from exc
+        self._boot_count = status.boot_count
         if self._seq is None:
             # Number our commands on from the pump's last one. Learnt here, from the reads
             # that precede any command, the first command needs no read of its own that
@@ -194,22 +196,30 @@ class Gfd1Driver(PumpDriver):
 
     async def _command(self, block: CommandBlock) -> None:
         """Write, then wait for the pump to acknowledge this CMD_SEQ; resend on silence or
-        on a garbled reply (the same block again is harmless if it already ran)."""
+        on a garbled reply (the same block again is harmless if it already ran).
+
+        A resend is preceded by a status read: the block may have run and only its reply
+        been lost, and a pump that restarted meanwhile (BOOT_COUNT moved on) has forgotten
+        the CMD_SEQ it acknowledged, so the same block would run again. That ends the
+        command with :class:`CommandInterrupted` instead.
+        """
         self._commands += 1
         frame = encode_command(block)
+        boot = self._boot_count  # of the pump the command is meant for
+        resend = False
         with trio.move_on_after(self.command_timeout) as scope:
             while True:
                 try:
+                    if resend and self._acknowledged(block, await self.status(), boot):
+                        return
+                    resend = True
                     await self._write(COMMAND_START, frame)
                     while True:
-                        status = await self.status()
-                        if status.cmd_ack_seq == block.seq:
-                            if status.cmd_ack_code != block.code:
-                                raise _SeqTaken(status.cmd_ack_seq)
-                            if status.cmd_result is not CommandResult.OK:
-                                raise CommandRefused(block.code.name, status.cmd_result)
+                        if self._acknowledged(block, await self.status(), boot):
                             return
                         await trio.sleep(self.ack_poll_s)
+                except CommandInterrupted:
+                    raise
                 except PumpUnreachable:
                     self._resends += 1
                     await trio.sleep(self.ack_poll_s)
@@ -224,6 +234,24 @@ class Gfd1Driver(PumpDriver):
                 f"unit {self.unit}: {block.code.name} (seq {block.seq}) not acknowledged "
                 f"within {self.command_timeout:g}s; outcome unknown"
             )
+
+    def _acknowledged(self, block: CommandBlock, status: StatusBlock, boot: int | None) -> bool:
+        """True once the pump acknowledged ``block`` as executed; raises if it refused it,
+        took its CMD_SEQ for another command's, or restarted since the command began."""
+        if boot is not None and status.boot_count != boot:
+            self._seq = status.cmd_ack_seq  # number on from the restarted pump's counter
+            raise CommandInterrupted(
+                f"unit {self.unit}: the pump restarted (boot {boot} -> {status.boot_count}) "
+                f"while {block.code.name} (seq {block.seq}) was outstanding; not resent, "
+                "outcome unknown"
+            )
+        if status.cmd_ack_seq != block.seq:
+            return False
+        if status.cmd_ack_code != block.code:
+            raise _SeqTaken(status.cmd_ack_seq)
+        if status.cmd_result is not CommandResult.OK:
+            raise CommandRefused(block.code.name, status.cmd_result)
+        return True
 
     async def _next_seq(self) -> int:
         if self._seq is None:

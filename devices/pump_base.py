@@ -58,6 +58,19 @@ def pump_view(status: StatusBlock, totals: tuple[NozzleTotals, ...]) -> PumpView
     )
 
 
+def next_poll(ideal: float, interval: float, now: float, quantum: float) -> tuple[float, float]:
+    """The fixed-rate schedule's next point, and when to poll for it: ``(ideal, due)``.
+
+    ``ideal`` advances by ``interval`` from where it was (``-inf`` before the first poll,
+    which sets the phase), restarting from ``now`` when it fell behind; ``due`` is it
+    rounded up to the grid of ``quantum`` (at most a quarter of the interval).
+    """
+    ideal = now + interval if ideal == -math.inf else max(ideal + interval, now)
+    step = min(quantum, interval / 4)
+    due = math.ceil(ideal / step) * step if step > 0 else ideal
+    return ideal, due
+
+
 class PumpBase(Actor):
     def __init__(
         self,
@@ -181,13 +194,7 @@ class PumpBase(Actor):
             self._poll_soon(0.0)
             return
         now = trio.current_time()
-        if self._poll_ideal == -math.inf:
-            self._poll_ideal = now  # the first poll sets the phase
-        self._poll_ideal = max(self._poll_ideal + interval, now)
-        due = self._poll_ideal
-        quantum = min(self.poll_quantum_s, interval / 4)
-        if quantum > 0:
-            due = math.ceil(due / quantum) * quantum
+        self._poll_ideal, due = next_poll(self._poll_ideal, interval, now, self.poll_quantum_s)
         self._poll_soon(max(0.0, due - now))
 
     # -- reachability ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 
+from devices.driver import CommandInterrupted
 from devices.gfd1 import (
     Command,
     CommandBlock,
@@ -33,7 +34,7 @@ from tests.devices.test_pump_commands import Rig, kinds, of_kind, pump_rig
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimProcess]:
     process = SimProcess(
-        "--stations", "1", "--pumps-per-station", "9", "--port-base", "0",
+        "--stations", "1", "--pumps-per-station", "10", "--port-base", "0",
         "--control-port", "0", "--speed", "5", "--seed", "33",
     )  # fmt: skip
     process.start()
@@ -241,3 +242,40 @@ async def test_litres_nobody_journaled_are_an_orphan_and_an_alert(
     assert "2" not in start or start["2"] == orphans[-1]["end_totals"]["2"]
     assert rig.driver.statistics()["collisions"] == 1  # AUTHORIZE went again, renumbered
     assert len([s for s in point["ledger"] if s["auth_token"] != 0]) == 0
+
+
+async def test_a_pump_restarted_mid_command_is_not_sent_the_command_again(sim: SimProcess) -> None:
+    """AUTHORIZE runs, its reply is lost, the pump restarts: a resend would run again on
+    the restarted pump, which has forgotten the CMD_SEQ it acknowledged. The driver reads
+    the status before resending, sees BOOT_COUNT move on, and stops with the outcome
+    unknown (the actor's BOOT_COUNT rule reconciles from the totals)."""
+    unit = 10
+    control = await Control.connect(sim.control_port)
+    async with ModbusTcpClient("127.0.0.1", sim.port(0), timeout=0.3) as client:
+        driver = Gfd1Driver(client, unit, command_timeout=10.0)
+        before = await driver.status()
+        await control.call("customer", station=0, pump=unit, nozzle=1)
+        await control.call("faults", station=0, pump=unit, drop_reply_probability=1.0)
+
+        async def restart_once_resending() -> None:
+            while True:
+                if driver.statistics()["resends"] >= 1:
+                    break
+                await trio.sleep(0.01)
+            await control.call("power_cycle", station=0, pump=unit)
+            await control.call("faults", station=0, pump=unit, drop_reply_probability=0.0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(restart_once_resending)
+            with pytest.raises(CommandInterrupted, match="restarted"):
+                await driver.authorize(
+                    token=0x5EED, nozzle_mask=1, preset_type=PresetType.VOLUME, preset_value=900
+                )
+        after = await driver.status()
+        point = await control.call("snapshot", station=0, pump=unit)
+    await control.aclose()
+    assert after.boot_count == before.boot_count + 1
+    assert after.fp_state not in (FPState.AUTHORIZED, FPState.FUELLING)
+    assert after.cur_auth_token != 0x5EED  # not authorized again after the restart
+    # It ran once, before the restart (the customer fuelled until the power went), never after.
+    assert [s["end_reason"] for s in point["ledger"]] in ([], [EndReason.POWER_LOSS])
