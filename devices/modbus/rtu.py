@@ -22,6 +22,7 @@ import serial
 import structlog
 import trio
 
+from ..serial_port import SerialOpenError, open_serial
 from .client import LinkState, ModbusStatistics, RegisterClient
 from .errors import ModbusConnectionError, ModbusFrameError, ModbusTimeout
 from .pdu import Request
@@ -161,28 +162,11 @@ class ModbusRtuClient(RegisterClient):
         """Open and configure the port with pyserial; hand a duplicate fd to trio."""
         s = self.settings
         try:
-            port = serial.Serial(
-                port=s.port,
-                baudrate=s.baudrate,
-                bytesize=s.bytesize,
-                parity=s.parity.value,
-                stopbits=s.stopbits,
-                # pyserial's only way to set VMIN=1, VTIME=0. Its default, VMIN=0, makes a
-                # read on an idle tty return 0 bytes instead of EAGAIN, even non-blocking,
-                # and FdStream would take that for end of file.
-                inter_byte_timeout=0,
-                exclusive=self._exclusive,
-            )
-        except (serial.SerialException, OSError) as exc:
+            port, stream = open_serial(s, exclusive=self._exclusive)
+        except SerialOpenError as exc:
             self._counters.last_error = f"open failed: {exc}"
             log.warning("modbus.open_failed", port=s.port, error=str(exc))
-            raise ModbusConnectionError(f"{s.port}: cannot open: {exc}") from None
-        try:
-            stream = trio.lowlevel.FdStream(os.dup(port.fileno()))
-        except OSError as exc:
-            port.close()
-            self._counters.last_error = f"open failed: {exc}"
-            raise ModbusConnectionError(f"{s.port}: cannot open: {exc}") from None
+            raise ModbusConnectionError(str(exc)) from None
         self._serial, self._stream = port, stream
         self._counters.reconnects += self._ever_open
         self._ever_open = True
