@@ -9,7 +9,8 @@ unchanged on either. Every method raises only :class:`DriverError` subclasses.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .gfd1.codec import NozzleTotals, PointConfig, StatusBlock
@@ -45,8 +46,28 @@ class CommandRefused(DriverError):
         self.result = result
 
 
+@dataclass(frozen=True, slots=True)
+class DriverMemory:
+    """What the journal knows about the pump, handed to the driver before its first read.
+
+    A GFD-1 pump keeps the switch's token in its sale block and counts its own restarts,
+    so its driver needs none of this. A DART pump keeps neither: its driver recognises
+    the switch's sale by the journaled start totals, and carries the journaled boot
+    count and price-set id forward, so that a restarted switch sees the same pump.
+    """
+
+    token: int | None = None  # of the open sale
+    nozzles: frozenset[int] = frozenset()  # the open sale's allowed nozzles
+    start_volume_totals: Mapping[int, int] = field(default_factory=dict)
+    boot_count: int | None = None
+    price_set_id: int | None = None
+
+
 class PumpDriver(abc.ABC):
     """One fuelling point."""
+
+    def restore(self, memory: DriverMemory) -> None:  # noqa: B027 (optional, not abstract)
+        """Take what the journal knows (see :class:`DriverMemory`); a no-op by default."""
 
     @abc.abstractmethod
     async def status(self) -> StatusBlock: ...

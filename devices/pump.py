@@ -87,6 +87,7 @@ class PumpActor(PumpSales):
 
     async def init(self) -> None:
         self.ledger = fold(await self.journal.load(self.stream_id))
+        self.driver.restore(self.ledger.driver_memory())
         try:
             await self._recover()
         except DriverError as exc:

@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from switch.store.journal import RecordedEvent
 
+from .driver import DriverMemory
 from .recovery import JournalView, OpenSale
 
 ALERTS_KEPT: Final = 50  # the latest alerts an operator can list from the actor
@@ -90,6 +91,18 @@ class PumpLedger:
 
     def journal_view(self) -> JournalView:
         return JournalView(self.open_sale, self.volume_totals, self.boot_count)
+
+    def driver_memory(self) -> DriverMemory:
+        sale = self.open_sale
+        if sale is None:
+            return DriverMemory(boot_count=self.boot_count, price_set_id=self.price_set_id)
+        return DriverMemory(
+            sale.token,
+            sale.nozzles,
+            dict(sale.start_volume_totals),
+            self.boot_count,
+            self.price_set_id,
+        )
 
 
 def _auth_requested(ledger: PumpLedger, p: Mapping[str, Any]) -> PumpLedger:
