@@ -158,16 +158,20 @@ class DartDriver(PumpDriver):
         """A pump found not programmed has lost its memory (power-up): count a boot once,
         then send prices and RESET if we know them (else it stays INOPERATIVE until
         ``set_prices``)."""
-        if self._programmed_seen:
-            self._programmed_seen = False
-            self._boot += 1
-            self._token = None  # whatever it was doing is gone; the totals will tell
+        self._powered_up()
         if self._prices is None:
             return
         await self._send([self._prices_transaction(self._prices)])
         await self._send([Command(CD1.RESET)])
         await self._until(lambda: self.state.status is not DC1.NOT_PROGRAMMED, "status")
         self._programmed_seen = True
+
+    def _powered_up(self) -> None:
+        """Status 0 seen: if the pump had been programmed, it restarted; count it once."""
+        if self._programmed_seen:
+            self._programmed_seen = False
+            self._boot += 1
+            self._token = None  # whatever it was doing is gone; the totals will tell
 
     async def _complete_sale_info(self) -> None:
         """A filling ended: make sure its final volume and its nozzle's total were read
@@ -353,10 +357,14 @@ class DartDriver(PumpDriver):
         transaction = self._prices_transaction(prices)
         if self.state.status not in (DC1.RESET, DC1.NOT_PROGRAMMED, None):
             raise CommandRefused("APPLY_PRICES", CommandResult.ILLEGAL_STATE)
+        if self.state.status is DC1.NOT_PROGRAMMED:
+            self._powered_up()
         await self._send([transaction])
         self._prices, self._price_set_id = tuple(prices), price_set_id
         if self.state.status is DC1.NOT_PROGRAMMED:
             await self._send([Command(CD1.RESET)])
+            await self._until(lambda: self.state.status is not DC1.NOT_PROGRAMMED, "status")
+            self._programmed_seen = True
 
     async def open(self) -> None:
         if self.state.status is DC1.SWITCHED_OFF:

@@ -2,7 +2,7 @@
 
 ``switch/cli.py`` defines the arguments and imports this module only when the command
 runs. Once every port listens, one JSON line goes to stdout (the ports, the RTU line, the
-control port, the pid) for the test or load test that started the process to read;
+DART line, the control port, the pid) for the test or load test that started the process to read;
 logs go to stderr, so stdout carries nothing else. SIGTERM or SIGINT stops the process
 cleanly, writing the state file a last time; the exit status is then 0.
 """
@@ -45,12 +45,17 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
     rtu = None
     if args.rtu is not None:
         rtu = SerialSettings(args.rtu, args.rtu_baudrate, parity=Parity(args.rtu_parity))
+    dart = None
+    if args.dart is not None:
+        dart = SerialSettings(args.dart, args.dart_baudrate, parity=Parity(args.dart_parity))
     return ServiceConfig(
         sim=sim,
         host=args.host,
         port_base=args.port_base,
         control_port=args.control_port,
         rtu=rtu,
+        dart=dart,
+        dart_pumps=args.dart_pumps,
         state=Path(args.state) if args.state is not None else None,
         tick_s=args.tick,
         speed=args.speed,
@@ -81,7 +86,16 @@ def run_pumps(args: argparse.Namespace) -> int:
         service = SimulatorService(config_from_args(args))
         trio.run(serve, service)
     except* (OSError, ValueError, serial.SerialException) as group:  # at start: no ports
-        failures.extend(group.exceptions)
+        failures.extend(_leaves(group))
     for exc in failures:
         print(f"fuelswitch sim pumps: {exc}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions themselves: trio's nurseries nest groups, whose own message
+    ("Exceptions from Trio nursery") tells the user nothing."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

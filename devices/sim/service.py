@@ -5,8 +5,11 @@
 * one :class:`~devices.sim.gateway.Gateway` per TCP station, listening on
   ``port_base + station`` (``port_base`` 0: a free port each, reported when ready);
 * optionally one :class:`~devices.sim.rtu_server.RtuLine`, which serves an extra station,
-  the last index, so ``--stations 2 --rtu PTY`` gives TCP stations 0 and 1 and RTU
+  the next index, so ``--stations 2 --rtu PTY`` gives TCP stations 0 and 1 and RTU
   station 2;
+* optionally one DART line (:class:`~devices.dart.sim.line_server.DartLineServer`), one
+  more station after those, of ``dart_pumps`` pumps (pump n at address 0x50 + n - 1):
+  ``--stations 2 --rtu PTY --dart PTY2`` makes it station 3, without ``--rtu`` station 2;
 * a clock task that advances every point every ``tick_s`` of trio time (servers also
   advance the point they serve just before they answer, so reads are always current);
   model time is seconds of trio time since the service started, times ``speed`` (a
@@ -30,6 +33,10 @@ from typing import Any, Final
 import structlog
 import trio
 
+from devices.dart.sim import DEFAULT_DECIMALS
+from devices.dart.sim.line_server import DartLineServer
+from devices.dart.sim.station import DartStation
+from devices.dart.transactions import Decimals
 from devices.modbus.rtu_codec import SerialSettings
 
 from .control import MAX_LINE, Control, Response
@@ -50,6 +57,10 @@ class ServiceConfig:
     port_base: int = 0
     control_port: int | None = None  # None: no control API; 0: a free port
     rtu: SerialSettings | None = None
+    dart: SerialSettings | None = None
+    dart_pumps: int = 4  # pump numbers 1..N on the DART line (N <= 32)
+    dart_decimals: Decimals = DEFAULT_DECIMALS  # shared with the switch's DART driver
+    dart_turnaround_s: float = 0.0  # the pump's think time before it answers
     state: Path | None = None
     tick_s: float = 0.05
     persist_every_s: float = 1.0
@@ -58,6 +69,15 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         if not self.tick_s > 0 or not self.persist_every_s > 0 or not 0 < self.speed <= 1000:
             raise ValueError("tick and persistence periods must be positive, speed 0..1000")
+        if not 1 <= self.dart_pumps <= 32 or not self.dart_turnaround_s >= 0:
+            raise ValueError("a DART line has 1..32 pumps; turnaround must not be negative")
+
+    @property
+    def dart_station(self) -> int | None:
+        """The DART line's station index: after the TCP stations and the RTU line."""
+        if self.dart is None:
+            return None
+        return self.sim.stations + (self.rtu is not None)
 
 
 class SimulatorService:
@@ -65,14 +85,25 @@ class SimulatorService:
         self.config = config
         self._file = StationFile(config.state) if config.state is not None else None
         saved = self._file.read() if self._file is not None else {}
-        stations = config.sim.stations + (config.rtu is not None)
-        self.sim = Simulation(replace(config.sim, stations=stations), saved)
+        stations = config.sim.stations + (config.rtu is not None) + (config.dart is not None)
+        dart_station = config.dart_station
+        overrides = config.sim.station_pumps
+        if dart_station is not None:
+            overrides = (*overrides, (dart_station, config.dart_pumps))
+        sim_config = replace(config.sim, stations=stations, station_pumps=overrides)
+        self.sim = Simulation(sim_config, saved)
         self.control = Control(self.sim, self.statistics)
         self._t0 = 0.0
         self.gateways = [Gateway(self.sim, i, self.now) for i in range(config.sim.stations)]
         self.rtu: RtuLine | None = None
         if config.rtu is not None:
             self.rtu = RtuLine(self.sim, config.sim.stations, config.rtu, self.now)
+        self.dart: DartLineServer | None = None
+        if config.dart is not None and dart_station is not None:
+            station = DartStation(self.sim, dart_station, config.dart_decimals)
+            self.dart = DartLineServer(
+                station, config.dart, self.now, turnaround_s=config.dart_turnaround_s
+            )
         self._persist_lock = trio.Lock()
         self._written: bytes | None = None
         self._writes = self._write_errors = 0
@@ -102,6 +133,18 @@ class SimulatorService:
                     station = self.rtu.station
                     path, units = self.rtu.settings.port, self.sim.units(station)
                     rtu = {"station": station, "path": path, "units": units}
+                dart = None
+                if self.dart is not None:
+                    await nursery.start(self.dart.run, self.dart.open())
+                    line = self.dart.station
+                    dart = {
+                        "station": line.station,
+                        "path": self.dart.settings.port,
+                        "units": self.sim.units(line.station),
+                        "addresses": line.addresses,
+                        "baudrate": self.dart.settings.baudrate,
+                        "parity": self.dart.settings.parity.value,
+                    }
                 control_port = None
                 if c.control_port is not None:
                     listeners = await trio.open_tcp_listeners(c.control_port, host=c.host)
@@ -118,6 +161,7 @@ class SimulatorService:
                         "host": c.host,
                         "stations": stations,
                         "rtu": rtu,
+                        "dart": dart,
                         "control_port": control_port,
                         "state": str(c.state) if c.state is not None else None,
                         "restored": self.sim.restored,
@@ -196,6 +240,7 @@ class SimulatorService:
         return {
             "gateways": [g.statistics() for g in self.gateways],
             "rtu": self.rtu.statistics() if self.rtu is not None else None,
+            "dart": self.dart.statistics() if self.dart is not None else None,
             "state_writes": self._writes,
             "state_write_errors": self._write_errors,
         }

@@ -8,6 +8,9 @@ trio service reads its clock, tests pass numbers):
 * the Modbus servers: :meth:`Simulation.serve` turns a request into an :class:`Answer`,
   the reply plus what the transport faults of that point make of it (dropped, delayed,
   CRC-corrupted, or exception 06 instead of executing);
+* a DART line (``devices.dart.sim.station``), which puts a DART pump in front of each
+  point of its station (``SimPoint.dart``) and uses the point's transport random
+  generator and fault counters the same way;
 * the clock: :meth:`Simulation.tick` advances every point, lets random customers arrive
   and moves ended sales into the ledger;
 * the control API (``devices.sim.control``), through :meth:`Simulation.point`.
@@ -29,7 +32,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
@@ -40,6 +43,9 @@ from devices.modbus.pdu import Reply, Request
 from .dispenser import FuellingPoint
 from .records import NozzleSpec, PointSpec, Sale, SimSettings, random_customer
 from .register_map import RegisterMap
+
+if TYPE_CHECKING:
+    from devices.dart.sim.pump_side import DartPumpSide
 
 log = structlog.get_logger("devices.sim")
 
@@ -57,14 +63,20 @@ class SimConfig:
     customers_per_minute: float = 0.0  # per pump; 0 = no random customers
     patience_s: float = 120.0  # a random customer left unauthorized gives up after this
     mode: Mode = Mode.HOST_CONTROLLED  # of points created fresh (restored ones keep theirs)
+    station_pumps: tuple[tuple[int, int], ...] = ()  # (station, pumps): overrides the above
 
     def __post_init__(self) -> None:
         if not 1 <= self.stations <= 10_000 or not 1 <= self.pumps_per_station <= 247:
             raise ValueError("1..10000 stations of 1..247 pumps")
+        if any(not 1 <= pumps <= 247 for _, pumps in self.station_pumps):
+            raise ValueError("a station has 1..247 pumps")
         if not 1 <= self.nozzles <= 8:
             raise ValueError("1..8 nozzles per pump")
         if not 0 <= self.customers_per_minute <= 600 or not self.patience_s > 0:
             raise ValueError("customers per minute must be 0..600 and patience positive")
+
+    def pumps_at(self, station: int) -> int:
+        return dict(self.station_pumps).get(station, self.pumps_per_station)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,8 @@ class SimPoint:
         self.next_arrival_s: float | None = None
         self.due_s = point.next_event_s()
         self.dropped = self.delayed = self.corrupted = self.busy = 0
+        self.restored = False  # rebuilt from the state file (with a power-up)
+        self.dart: DartPumpSide | None = None  # set when the point is a DART pump
 
     def collect(self) -> None:
         """Move the sales that ended into this point's and the simulation's ledgers, and
@@ -123,7 +137,7 @@ class SimPoint:
     def snapshot(self) -> dict[str, Any]:
         """Cheap counters of this point's transport and register map."""
         stats = self.registers.statistics()
-        return {
+        snapshot: dict[str, Any] = {
             "requests": stats.requests,
             "commands": stats.commands,
             "exceptions": {str(k): v for k, v in stats.exceptions.items()},
@@ -133,6 +147,9 @@ class SimPoint:
             "busy": self.busy,
             "ended_sales": len(self.ledger),
         }
+        if self.dart is not None:
+            snapshot["dart"] = self.dart.snapshot()
+        return snapshot
 
 
 class Simulation:
@@ -145,7 +162,7 @@ class Simulation:
         self._ledger: list[tuple[int, int, Sale]] = []
         saved = saved or {}
         for station in range(config.stations):
-            for unit in range(1, config.pumps_per_station + 1):
+            for unit in range(1, config.pumps_at(station) + 1):
                 data = saved.get((station, unit))
                 # A restart draws afresh: seeded with the BOOT_COUNT the point comes up with.
                 seed = f"{config.seed}:{station}:{unit}:{_saved_boot(data) + 1}"
@@ -157,6 +174,7 @@ class Simulation:
                     spec = make_spec(config, station, unit)
                     point = FuellingPoint(spec, model_rng, settings=SimSettings(mode=config.mode))
                 sim = SimPoint(station, unit, point, seed, self._ledger)
+                sim.restored = data is not None
                 self.points[station, unit] = sim
 
     def point(self, station: int, unit: int) -> SimPoint:

@@ -1,0 +1,172 @@
+"""A simulated DART line on a tty: the pumps' side of one RS-485 line, on trio.
+
+The sibling of :mod:`devices.sim.rtu_server`. pyserial opens and configures the tty
+(:func:`devices.serial_port.open_serial`: speed, framing, raw mode, VMIN=1, the
+exclusive lock) and trio reads and writes a duplicate of its descriptor, so no thread
+blocks on the line. The bytes go through a :class:`~devices.dart.frames.FrameDecoder`;
+``gap_s`` of quiet with a partial frame buffered ends it as noise. Each frame goes to
+:class:`~devices.dart.sim.station.DartStation`, which answers for the addressed pump (or
+not at all) and applies its transport faults.
+
+A pty delivers a frame the instant it is written, so the line is simulated: the reply's
+last byte arrives when the request and the reply would have crossed the wire, (request
+bytes + reply bytes) x the character time at the configured speed (8O1: 11 bits), plus
+``turnaround_s``, plus any injected delay. The reply is written in pieces of about
+``PIECE_S`` of wire time each, as a UART would deliver it: a master that ends a reply
+after some 50 ms of silence, with a reply timeout of 150 ms for the first byte, then
+sees a long reply (totals of many nozzles) as it would on a real line, not as silence
+followed by a burst. Frames are served one at a time, as on a half-duplex bus: whatever
+the master sends meanwhile waits in the tty.
+
+If the tty fails (the other end of a pty went away) it is reopened after ``retry_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+import trio
+
+from devices.modbus.rtu_codec import SerialSettings
+from devices.serial_port import SerialOpenError, open_serial
+from devices.sim.gateway import LINK_ERRORS
+
+from ..frames import BadFrame, Frame, FrameDecoder, encode
+from .station import DartStation
+
+log = structlog.get_logger("devices.sim")
+
+PIECE_S: Final = 0.01  # wire time of one write of a reply
+
+
+@dataclass(frozen=True, slots=True)
+class DartLineStatistics:
+    station: int
+    port: str
+    open: bool
+    opens: int
+    frames: int  # to this line's pumps, bad ones with their address included
+    replies: int
+    silent: int  # frames the pump does not answer (a bare ACK, noise)
+    dropped: int  # replies swallowed by the drop fault
+    delayed: int
+    corrupted: int
+    ignored: int  # frames for addresses not on this line
+    garbage: int  # bad frames with no usable address (noise, cut short)
+    dropped_bytes: int
+
+
+class DartLineServer:
+    def __init__(
+        self,
+        station: DartStation,
+        settings: SerialSettings,
+        clock: Callable[[], float],
+        *,
+        gap_s: float = 0.05,
+        retry_s: float = 1.0,
+        turnaround_s: float = 0.0,
+    ) -> None:
+        self.station, self.settings, self._clock = station, settings, clock
+        self._gap_s, self._retry_s, self._turnaround_s = gap_s, retry_s, turnaround_s
+        self._decoder = FrameDecoder()
+        self._open = False
+        self._opens = self._frames = self._replies = self._silent = self._dropped = 0
+        self._delayed = self._corrupted = self._ignored = self._garbage = 0
+
+    def statistics(self) -> DartLineStatistics:
+        return DartLineStatistics(
+            self.station.station,
+            self.settings.port,
+            self._open,
+            self._opens,
+            self._frames,
+            self._replies,
+            self._silent,
+            self._dropped,
+            self._delayed,
+            self._corrupted,
+            self._ignored,
+            self._garbage,
+            self._decoder.dropped_bytes,
+        )
+
+    def open(self) -> trio.lowlevel.FdStream:
+        """Open and configure the tty (raises :class:`SerialOpenError`, an OSError)."""
+        port, stream = open_serial(self.settings)
+        port.close()  # the duplicate keeps the tty open, configured and locked
+        return stream
+
+    async def run(
+        self,
+        stream: trio.lowlevel.FdStream | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve the line until cancelled; ``stream`` is the tty opened by :meth:`open`
+        (opened here if None). Reports started once the line is open."""
+        first: trio.lowlevel.FdStream | None = stream if stream is not None else self.open()
+        task_status.started()
+        while True:
+            try:
+                line = first if first is not None else self.open()
+            except SerialOpenError as exc:
+                log.warning("sim.dart_open_failed", port=self.settings.port, error=str(exc))
+            else:
+                first = None
+                self._opens += 1
+                self._open = True
+                try:
+                    async with line:
+                        await self._serve(line)
+                except LINK_ERRORS as exc:
+                    log.warning("sim.dart_failed", port=self.settings.port, error=repr(exc))
+                finally:
+                    self._open = False
+                    self._decoder.silence()
+            await trio.sleep(self._retry_s)
+
+    async def _serve(self, line: trio.lowlevel.FdStream) -> None:
+        decoder = self._decoder
+        while True:
+            with trio.move_on_after(self._gap_s if decoder.buffered else float("inf")) as quiet:
+                data = await line.receive_some(512)
+            if quiet.cancelled_caught:
+                cut = decoder.silence()
+                events: list[Frame | BadFrame] = [cut] if cut is not None else []
+            elif not data:
+                return  # end of file: reopen
+            else:
+                events = decoder.feed(data)
+            for event in events:
+                await self._answer(line, event)
+
+    async def _answer(self, line: trio.lowlevel.FdStream, event: Frame | BadFrame) -> None:
+        answer = self.station.handle(event, self._clock())
+        if answer is None:
+            if event.address is None:
+                self._garbage += 1
+                log.info("sim.dart_garbage", port=self.settings.port, reason=event.reason)
+            else:
+                self._ignored += 1
+            return
+        self._frames += 1
+        if answer.wire is None:
+            self._dropped += answer.dropped
+            self._silent += not answer.dropped
+            return
+        # What crossed the wire: the frame as sent, stuffing included.
+        request_bytes = len(event.raw) if isinstance(event, BadFrame) else len(encode(event))
+        char_s = self.settings.char_time
+        self._delayed += answer.delay_s > 0
+        self._corrupted += answer.corrupted
+        await trio.sleep(request_bytes * char_s + self._turnaround_s + answer.delay_s)
+        wire, piece = answer.wire, max(1, int(PIECE_S / char_s))
+        for start in range(0, len(wire), piece):
+            chunk = wire[start : start + piece]
+            await trio.sleep(len(chunk) * char_s)  # its bytes cross the wire
+            await line.send_all(chunk)
+        self._replies += 1
