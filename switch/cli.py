@@ -147,7 +147,12 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--rtu", metavar="PTY", help="serve one more station on this tty (RTU, unit = pump)")
     add("--rtu-baudrate", type=int, default=115200, metavar="BAUD")
     add("--rtu-parity", choices=["N", "E", "O"], default="N")
-    add("--dart", metavar="PTY", help="serve one more station on this tty as a DART line")
+    add(
+        "--dart",
+        metavar="PTY",
+        help='serve one more station on this tty as a DART line ("pty": make a pty pair'
+        " and report the path the switch opens)",
+    )
     add("--dart-baudrate", type=int, default=9600, metavar="BAUD")
     add("--dart-parity", choices=["N", "E", "O"], default="O")
     add("--dart-pumps", type=int, default=4, metavar="N", help="DART pumps 1..N (default 4)")

@@ -141,11 +141,18 @@ class DartDriver(PumpDriver):
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def status(self) -> StatusBlock:
-        await self._answer()
+    async def _known(self) -> DC1:
+        """The pump's status, asked for if nothing was heard since (re)start or an
+        outage: a pump reports its status only when it changes."""
         if self.state.status is None:
             await self._send([Command(CD1.RETURN_STATUS)])
             await self._until(lambda: self.state.status is not None, "status")
+        assert self.state.status is not None
+        return self.state.status
+
+    async def status(self) -> StatusBlock:
+        await self._answer()
+        await self._known()
         if self.state.status is DC1.NOT_PROGRAMMED:
             await self._program()
         elif self.state.status is not None:
@@ -302,7 +309,7 @@ class DartDriver(PumpDriver):
         elif preset_type is PresetType.AMOUNT:
             block.append(PresetAmount(self._convert(self.decimals.from_fen, preset_value)))
         block.append(Command(CD1.AUTHORIZE))
-        if self.state.status is not DC1.RESET:
+        if await self._known() is not DC1.RESET:
             raise CommandRefused("AUTHORIZE", CommandResult.ILLEGAL_STATE)
         # Remembered before sending: if the ACK is lost but the pump ran it, the sale that
         # follows is still recognised as ours.
@@ -341,8 +348,9 @@ class DartDriver(PumpDriver):
         """Nothing to do: the pump holds its one sale until RESET anyway."""
 
     async def clear_sale(self, sale_seq: int) -> None:
-        if self.state.status not in ENDED:
+        if await self._known() not in ENDED:
             return  # already reset: a resend after a lost acknowledgement
+        await self._complete_sale_info()  # its number needs its end total
         record = self._sale_record()
         if record is not None and record.seq != sale_seq:
             raise CommandRefused("CLEAR_SALE", CommandResult.BAD_ARG)
@@ -355,7 +363,7 @@ class DartDriver(PumpDriver):
 
     async def set_prices(self, prices: Sequence[int], price_set_id: int) -> None:
         transaction = self._prices_transaction(prices)
-        if self.state.status not in (DC1.RESET, DC1.NOT_PROGRAMMED, None):
+        if await self._known() not in (DC1.RESET, DC1.NOT_PROGRAMMED):
             raise CommandRefused("APPLY_PRICES", CommandResult.ILLEGAL_STATE)
         if self.state.status is DC1.NOT_PROGRAMMED:
             self._powered_up()
@@ -367,7 +375,7 @@ class DartDriver(PumpDriver):
             self._programmed_seen = True
 
     async def open(self) -> None:
-        if self.state.status is DC1.SWITCHED_OFF:
+        if await self._known() is DC1.SWITCHED_OFF:
             await self._send([Command(CD1.RESET)])
             await self._expect(frozenset({DC1.RESET}), "OPEN")
 

@@ -139,7 +139,7 @@ class SimulatorService:
                     line = self.dart.station
                     dart = {
                         "station": line.station,
-                        "path": self.dart.settings.port,
+                        "path": self.dart.peer_path,
                         "units": self.sim.units(line.station),
                         "addresses": line.addresses,
                         "baudrate": self.dart.settings.baudrate,

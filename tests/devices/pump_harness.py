@@ -4,6 +4,8 @@
 
 Starts a journal writer and a PumpActor (whose ``init`` runs the restart rules) for one
 simulated fuelling point; with SALE_ID it authorizes that sale with a volume preset.
+GATEWAY_PORT is a Modbus TCP port (GFD-1, UNIT the unit id), or a tty path for a DART
+line (UNIT the pump number, at address 0x50 + UNIT - 1).
 Then it waits until the point has no open sale and nothing left to clear, prints
 ``settled`` and exits. ``FUELSWITCH_CRASH_POINTS`` makes it die on the way.
 """
@@ -12,27 +14,41 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import AsyncExitStack
 
 import structlog
 import trio
 
 from actors import ChildSpec, open_system
+from devices.dart.driver import DartDriver
+from devices.dart.line import DartLine
+from devices.driver import PumpDriver
 from devices.gfd1 import PresetType
 from devices.gfd1_driver import Gfd1Driver
-from devices.modbus import ModbusTcpClient
+from devices.modbus import ModbusTcpClient, Parity
 from devices.pump import Authorize, PumpActor
 from switch.store import open_database
 from switch.store.journal import Journal, journal_writer_spec
 
 
-async def main(db_url: str, port: int, unit: int, stream: str, sale: list[str]) -> None:
-    async with (
-        open_database(db_url) as db,
-        ModbusTcpClient("127.0.0.1", port, timeout=0.5, max_in_flight=1) as client,
-        open_system([journal_writer_spec(db)], intensity=10) as system,
-    ):
+async def main(db_url: str, target: str, unit: int, stream: str, sale: list[str]) -> None:
+    async with AsyncExitStack() as stack:
+        driver: PumpDriver
+        if target.startswith("/"):
+            address = 0x4F + unit
+            line = DartLine(target, [address], parity=Parity.NONE, reply_timeout=0.3)
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            await nursery.start(line.run)
+            driver = DartDriver(line, address, nozzles=2)
+        else:
+            client = ModbusTcpClient("127.0.0.1", int(target), timeout=0.5, max_in_flight=1)
+            driver = Gfd1Driver(await stack.enter_async_context(client), unit, nozzles=2)
+        db = await stack.enter_async_context(open_database(db_url))
+        system = await stack.enter_async_context(
+            open_system([journal_writer_spec(db)], intensity=10)
+        )
         journal = Journal(system, db)
-        driver = Gfd1Driver(client, unit, nozzles=2)
         spec = ChildSpec(
             "pump",
             lambda: PumpActor(
@@ -62,4 +78,4 @@ if __name__ == "__main__":
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     args = sys.argv[1:]
-    trio.run(main, args[0], int(args[1]), int(args[2]), args[3], args[4:])
+    trio.run(main, args[0], args[1], int(args[2]), args[3], args[4:])

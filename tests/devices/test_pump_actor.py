@@ -46,10 +46,19 @@ def pump_db(servers: ServerUrls) -> Iterator[str]:
 
 
 def harness(
-    db: str, sim: SimProcess, stream: str, *sale: str, crash: str | None = None
+    db: str,
+    sim: SimProcess,
+    stream: str,
+    *sale: str,
+    crash: str | None = None,
+    target: str | None = None,
+    unit: int = 1,
 ) -> subprocess.CompletedProcess[str]:
+    """Run tests/devices/pump_harness.py; ``target`` is a DART tty path (default: the
+    simulator's first Modbus TCP gateway)."""
     env = {**os.environ, "FUELSWITCH_CRASH_POINTS": crash or ""}
-    command = [sys.executable, "-m", "tests.devices.pump_harness", db, str(sim.port(0)), "1"]
+    where = target if target is not None else str(sim.port(0))
+    command = [sys.executable, "-m", "tests.devices.pump_harness", db, where, str(unit)]
     return subprocess.run(
         [*command, stream, *sale],
         cwd=ROOT,

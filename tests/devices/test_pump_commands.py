@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from actors import Actor, ActorSystem, ChildSpec, open_system
-from devices.driver import CommandRefused
+from devices.driver import CommandRefused, PumpDriver
 from devices.gfd1 import EndReason, ErrorCode, FPState, PresetType
 from devices.gfd1_driver import Gfd1Driver
 from devices.modbus import ModbusTcpClient
@@ -68,17 +68,18 @@ class Rig:
 
     system: ActorSystem
     journal: Journal
-    driver: Gfd1Driver
+    driver: PumpDriver
     control: Control
     stream: str
     unit: int
     sale_ids: list[str] = field(default_factory=list)
+    station: int = 0  # the simulator's station the point belongs to
 
     async def call(self, msg: Any, timeout: float = SAFE) -> Any:
         return await self.system.call("pump", msg, timeout=timeout)
 
     async def sim(self, cmd: str, **args: Any) -> dict[str, Any]:
-        return await self.control.call(cmd, station=0, pump=self.unit, **args)
+        return await self.control.call(cmd, station=self.station, pump=self.unit, **args)
 
     async def point(self) -> dict[str, Any]:
         return await self.sim("snapshot")

@@ -23,6 +23,8 @@ If the tty fails (the other end of a pty went away) it is reopened after ``retry
 
 from __future__ import annotations
 
+import os
+import tty
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -39,6 +41,7 @@ from .station import DartStation
 
 log = structlog.get_logger("devices.sim")
 
+AUTO_PTY: Final = "pty"  # --dart pty: the simulator makes the pty pair itself
 PIECE_S: Final = 0.01  # wire time of one write of a reply
 
 
@@ -73,6 +76,8 @@ class DartLineServer:
         self.station, self.settings, self._clock = station, settings, clock
         self._gap_s, self._retry_s, self._turnaround_s = gap_s, retry_s, turnaround_s
         self._decoder = FrameDecoder()
+        self._pty: tuple[int, int] | None = None  # (master, slave) with the port AUTO_PTY
+        self.peer_path = settings.port  # what the switch opens
         self._open = False
         self._opens = self._frames = self._replies = self._silent = self._dropped = 0
         self._delayed = self._corrupted = self._ignored = self._garbage = 0
@@ -95,7 +100,19 @@ class DartLineServer:
         )
 
     def open(self) -> trio.lowlevel.FdStream:
-        """Open and configure the tty (raises :class:`SerialOpenError`, an OSError)."""
+        """Open and configure the tty (raises :class:`SerialOpenError`, an OSError).
+
+        With the port ``pty`` the simulator makes its own pty pair and serves the
+        master side; the switch opens :attr:`peer_path` (the slave) as its serial port,
+        so no null-modem relay between two pairs is needed. The slave stays open here
+        too: a pty master whose slave nobody holds reads as an error.
+        """
+        if self.settings.port == AUTO_PTY:
+            if self._pty is None:
+                master, slave = os.openpty()
+                tty.setraw(slave)
+                self._pty, self.peer_path = (master, slave), os.ttyname(slave)
+            return trio.lowlevel.FdStream(os.dup(self._pty[0]))
         port, stream = open_serial(self.settings)
         port.close()  # the duplicate keeps the tty open, configured and locked
         return stream
