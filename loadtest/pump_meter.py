@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import trio
@@ -156,18 +157,22 @@ class Meter:
 class Simulator:
     pid: int
     ports: tuple[int, ...]
+    ready: dict[str, Any]  # the simulator's ready line
 
 
 @asynccontextmanager
 async def run_simulator(
-    stations: int, pumps_per_station: int, *, timeout: float = 60.0
+    stations: int,
+    pumps_per_station: int,
+    *extra: str,
+    timeout: float = 60.0,
 ) -> AsyncIterator[Simulator]:
     """``fuelswitch sim pumps`` in a subprocess; yields once its gateways listen (its
     JSON ready line); SIGTERM (then SIGKILL) when the block is left."""
     command = [
         sys.executable, "-m", "switch.cli", "sim", "pumps",
         "--stations", str(stations), "--pumps-per-station", str(pumps_per_station),
-        "--port-base", "0",
+        "--port-base", "0", *extra,
     ]  # fmt: skip
     with tempfile.TemporaryFile() as log:  # stderr: a file never blocks the way a pipe can
         process = await trio.lowlevel.open_process(
@@ -187,7 +192,7 @@ async def run_simulator(
                 error = log.read().decode(errors="replace").strip()
                 raise RuntimeError(f"the simulator did not start: {error or 'no ready line'}")
             ready = orjson.loads(line)
-            yield Simulator(process.pid, tuple(s["port"] for s in ready["stations"]))
+            yield Simulator(process.pid, tuple(s["port"] for s in ready["stations"]), ready)
         finally:
             with trio.CancelScope(shield=True):
                 await _stop(process)

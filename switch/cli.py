@@ -69,6 +69,35 @@ def _bench_journal(args: argparse.Namespace) -> int:
     return 1 if args.check and not all(ok.values()) else 0
 
 
+def _bench_dart(args: argparse.Namespace) -> int:
+    import trio
+
+    from loadtest.bench_actors import quiet_logs
+    from loadtest.bench_dart import TARGETS, DartBenchConfig, run_dart_bench
+    from loadtest.report import print_report
+
+    quiet_logs()
+    config = DartBenchConfig.quick() if args.quick else DartBenchConfig()
+    figures = trio.run(run_dart_bench, config)
+    rows = [
+        ("polls per second, all pumps idle", "polls_per_s_idle", None),
+        ("line limit then (960 B/s / bytes per poll)", "limit_polls_per_s_idle", None),
+        ("bytes on the wire per poll, idle", "bytes_per_poll_idle", None),
+        ("line_ratio, idle", "line_ratio_idle", None),
+        ("polls per second, one pump fuelling", "polls_per_s_fuelling", None),
+        ("line limit then", "limit_polls_per_s_fuelling", None),
+        ("bytes on the wire per poll, fuelling", "bytes_per_poll_fuelling", None),
+        ("line_ratio, fuelling", "line_ratio_fuelling", None),
+        ("line_ratio (the lower)", "line_ratio", "line_ratio"),
+        ("polls that met silence", "silent_polls", None),
+    ]
+    notes = [f"{config.pumps} pumps on one line at {config.baudrate} baud (8N1), simulated"]
+    ok = print_report(
+        "fuelswitch bench dart", rows, figures, TARGETS, quick=args.quick, notes=notes
+    )
+    return 1 if args.check and not all(ok.values()) else 0
+
+
 def _bench_pumps(args: argparse.Namespace) -> int:
     import trio
 
@@ -187,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("actors", _bench_actors, "the actor runtime against raw trio channels"),
         ("journal", _bench_journal, "the journal writer against raw asyncpg COPY"),
         ("pumps", _bench_pumps, "PumpActors polling simulated pumps over Modbus TCP"),
+        ("dart", _bench_dart, "the DART line master against the line's own limit"),
     ):
         sub = benches.add_parser(name, help=f"{text} (table, then a final JSON line)")
         sub.add_argument("--quick", action="store_true", help="small counts (a smoke run)")

@@ -42,6 +42,7 @@ from .station import DartStation
 log = structlog.get_logger("devices.sim")
 
 AUTO_PTY: Final = "pty"  # --dart pty: the simulator makes the pty pair itself
+MAX_LATENESS_S: Final = 0.002  # never aim earlier than this
 PIECE_S: Final = 0.01  # wire time of one write of a reply
 
 
@@ -76,6 +77,7 @@ class DartLineServer:
         self.station, self.settings, self._clock = station, settings, clock
         self._gap_s, self._retry_s, self._turnaround_s = gap_s, retry_s, turnaround_s
         self._decoder = FrameDecoder()
+        self._lateness = 0.0  # how late a timed wake-up runs, on average
         self._pty: tuple[int, int] | None = None  # (master, slave) with the port AUTO_PTY
         self.peer_path = settings.port  # what the switch opens
         self._open = False
@@ -180,10 +182,22 @@ class DartLineServer:
         char_s = self.settings.char_time
         self._delayed += answer.delay_s > 0
         self._corrupted += answer.corrupted
-        await trio.sleep(request_bytes * char_s + self._turnaround_s + answer.delay_s)
+        due = trio.current_time() + request_bytes * char_s + self._turnaround_s + answer.delay_s
         wire, piece = answer.wire, max(1, int(PIECE_S / char_s))
         for start in range(0, len(wire), piece):
             chunk = wire[start : start + piece]
-            await trio.sleep(len(chunk) * char_s)  # its bytes cross the wire
+            due += len(chunk) * char_s  # its bytes cross the wire
+            await self._sleep_until(due)
             await line.send_all(chunk)
         self._replies += 1
+
+    async def _sleep_until(self, due: float) -> None:
+        """Wake at ``due`` on average. Deadlines are absolute, so rounding errors do not
+        add up over a reply's pieces, and each wake aims early by the lateness seen so
+        far: the OS rounds a timed wait up to the next millisecond and the scheduler adds
+        its own delay, which at 9600 baud (about 1 ms a character) would otherwise make
+        the simulated wire a good deal slower than a real one."""
+        aim = due - self._lateness
+        await trio.sleep_until(aim)
+        late = trio.current_time() - aim
+        self._lateness = min(MAX_LATENESS_S, 0.9 * self._lateness + 0.1 * late)
