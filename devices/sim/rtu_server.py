@@ -14,18 +14,16 @@ fails (the other end of a pty went away), it is reopened after ``retry_s``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import serial
 import structlog
 import trio
 
 from devices.modbus.rtu_codec import SerialSettings
 
 from .framing import Garbage, Incoming, RtuServerCodec
-from .gateway import LINK_ERRORS
+from .serial_line import SerialLineServer
 from .simulation import Answer, Simulation
 
 log = structlog.get_logger("devices.sim")
@@ -46,7 +44,9 @@ class RtuLineStatistics:
     dropped_bytes: int
 
 
-class RtuLine:
+class RtuLine(SerialLineServer):
+    kind = "rtu"
+
     def __init__(
         self,
         sim: Simulation,
@@ -57,11 +57,11 @@ class RtuLine:
         gap_s: float = 0.05,
         retry_s: float = 1.0,
     ) -> None:
-        self.sim, self.station, self.settings, self._clock = sim, station, settings, clock
-        self._gap_s, self._retry_s = gap_s, retry_s
+        super().__init__(settings, retry_s=retry_s)
+        self.sim, self.station, self._clock = sim, station, clock
+        self._gap_s = gap_s
         self._codec = RtuServerCodec()
-        self._open = False
-        self._opens = self._requests = self._replies = self._dropped = 0
+        self._requests = self._replies = self._dropped = 0
         self._corrupted = self._ignored = 0
 
     def statistics(self) -> RtuLineStatistics:
@@ -79,51 +79,8 @@ class RtuLine:
             self._codec.dropped_bytes,
         )
 
-    def open(self) -> trio.lowlevel.FdStream:
-        """Open and configure the tty (raises ``serial.SerialException`` or OSError)."""
-        s = self.settings
-        port = serial.Serial(
-            port=s.port,
-            baudrate=s.baudrate,
-            bytesize=s.bytesize,
-            parity=s.parity.value,
-            stopbits=s.stopbits,
-            inter_byte_timeout=0,  # VMIN=1, VTIME=0: see devices.modbus.rtu
-            exclusive=True,
-        )
-        try:
-            return trio.lowlevel.FdStream(os.dup(port.fileno()))
-        finally:
-            port.close()  # the duplicate keeps the tty open, configured and locked
-
-    async def run(
-        self,
-        stream: trio.lowlevel.FdStream | None = None,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve the line until cancelled; ``stream`` is the tty opened by :meth:`open`
-        (opened here if None). Reports started once the line is open."""
-        first: trio.lowlevel.FdStream | None = stream if stream is not None else self.open()
-        task_status.started()
-        while True:
-            try:
-                line = first if first is not None else self.open()
-            except (serial.SerialException, OSError) as exc:
-                log.warning("sim.rtu_open_failed", port=self.settings.port, error=str(exc))
-            else:
-                first = None
-                self._opens += 1
-                self._open = True
-                try:
-                    async with line:
-                        await self._serve(line)
-                except LINK_ERRORS as exc:
-                    log.warning("sim.rtu_failed", port=self.settings.port, error=repr(exc))
-                finally:
-                    self._open = False
-                    self._codec.flush()
-            await trio.sleep(self._retry_s)
+    def _line_closed(self) -> None:
+        self._codec.flush()
 
     async def _serve(self, line: trio.lowlevel.FdStream) -> None:
         codec = self._codec

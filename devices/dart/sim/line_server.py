@@ -33,8 +33,7 @@ import structlog
 import trio
 
 from devices.modbus.rtu_codec import SerialSettings
-from devices.serial_port import SerialOpenError, open_serial
-from devices.sim.gateway import LINK_ERRORS
+from devices.sim.serial_line import SerialLineServer
 
 from ..frames import BadFrame, Frame, FrameDecoder, encode
 from .station import DartStation
@@ -63,7 +62,9 @@ class DartLineStatistics:
     dropped_bytes: int
 
 
-class DartLineServer:
+class DartLineServer(SerialLineServer):
+    kind = "dart"
+
     def __init__(
         self,
         station: DartStation,
@@ -74,14 +75,14 @@ class DartLineServer:
         retry_s: float = 1.0,
         turnaround_s: float = 0.0,
     ) -> None:
-        self.station, self.settings, self._clock = station, settings, clock
-        self._gap_s, self._retry_s, self._turnaround_s = gap_s, retry_s, turnaround_s
+        super().__init__(settings, retry_s=retry_s)
+        self.station, self._clock = station, clock
+        self._gap_s, self._turnaround_s = gap_s, turnaround_s
         self._decoder = FrameDecoder()
         self._lateness = 0.0  # how late a timed wake-up runs, on average
         self._pty: tuple[int, int] | None = None  # (master, slave) with the port AUTO_PTY
         self.peer_path = settings.port  # what the switch opens
-        self._open = False
-        self._opens = self._frames = self._replies = self._silent = self._dropped = 0
+        self._frames = self._replies = self._silent = self._dropped = 0
         self._delayed = self._corrupted = self._ignored = self._garbage = 0
 
     def statistics(self) -> DartLineStatistics:
@@ -115,38 +116,10 @@ class DartLineServer:
                 tty.setraw(slave)
                 self._pty, self.peer_path = (master, slave), os.ttyname(slave)
             return trio.lowlevel.FdStream(os.dup(self._pty[0]))
-        port, stream = open_serial(self.settings)
-        port.close()  # the duplicate keeps the tty open, configured and locked
-        return stream
+        return super().open()
 
-    async def run(
-        self,
-        stream: trio.lowlevel.FdStream | None = None,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve the line until cancelled; ``stream`` is the tty opened by :meth:`open`
-        (opened here if None). Reports started once the line is open."""
-        first: trio.lowlevel.FdStream | None = stream if stream is not None else self.open()
-        task_status.started()
-        while True:
-            try:
-                line = first if first is not None else self.open()
-            except SerialOpenError as exc:
-                log.warning("sim.dart_open_failed", port=self.settings.port, error=str(exc))
-            else:
-                first = None
-                self._opens += 1
-                self._open = True
-                try:
-                    async with line:
-                        await self._serve(line)
-                except LINK_ERRORS as exc:
-                    log.warning("sim.dart_failed", port=self.settings.port, error=repr(exc))
-                finally:
-                    self._open = False
-                    self._decoder.silence()
-            await trio.sleep(self._retry_s)
+    def _line_closed(self) -> None:
+        self._decoder.silence()
 
     async def _serve(self, line: trio.lowlevel.FdStream) -> None:
         decoder = self._decoder
