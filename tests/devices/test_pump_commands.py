@@ -408,6 +408,9 @@ async def test_subscribers_hear_the_sale_as_it_goes(store: Store, sim: SimProces
         rig.sale_ids.append("heard")
         await rig.call(Authorize("heard", PresetType.VOLUME, 4000, nozzle_mask=1))
         await rig.settled(1)
+        # Cleared with the nozzle still out: CALLING again. Hanging up before the actor's
+        # next poll has seen that would race it.
+        await rig.until(lambda: rig.state()["state"] == "CALLING")
         await rig.sim("hang_up")
         await rig.until(lambda: rig.state()["state"] == "IDLE")
         await rig.check_books()
