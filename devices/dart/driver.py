@@ -23,7 +23,7 @@ other so the actor, its journal rules and the restart table work unchanged:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -115,7 +115,7 @@ class DartDriver(PumpDriver):
             return
         raise PumpUnreachable(f"DART pump {self.address:#04x}: no answer")
 
-    async def _until(self, done: Any, what: str) -> None:
+    async def _until(self, done: Callable[[], bool], what: str) -> None:
         """Wait until ``done()`` holds after the pump's next blocks (bounded)."""
         with trio.move_on_after(self.answer_timeout):
             while not done():
@@ -320,12 +320,11 @@ class DartDriver(PumpDriver):
         await self._expect(LIVE | ENDED, "AUTHORIZE")
 
     @staticmethod
-    def _convert(convert: Any, value: int) -> int:
+    def _convert(convert: Callable[[int], int], value: int) -> int:
         try:
-            result: int = convert(value)
+            return convert(value)
         except DartCodecError as exc:
             raise ValueError(str(exc)) from exc
-        return result
 
     async def stop(self) -> None:
         self._stopped = True

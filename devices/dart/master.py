@@ -173,8 +173,8 @@ class LineMaster:
         self._current = None
         pump = self._pumps[address]
         events: list[Event] = []
-        pump.failures = max(pump.failures, self.offline_after - 1)
-        self._failed_exchange(pump, Exchange(address, Frame(address, Kind.POLL), True), events)
+        pump.failures = max(pump.failures, self.offline_after)
+        self._go_offline(pump, events)
         return events
 
     def next_exchange(self) -> Exchange:
@@ -278,15 +278,20 @@ class LineMaster:
         pump.failures += 1
         if exchange.command is not None:
             self._retry_or_fail(pump, events, "no acknowledgement")
-        if pump.failures >= self.offline_after and pump.status is not LinkStatus.OFFLINE:
+        if pump.failures >= self.offline_after:
+            self._go_offline(pump, events)
+
+    def _go_offline(self, pump: _Pump, events: list[Event]) -> None:
+        """Mark the pump offline (once) and fail what is queued for it."""
+        if pump.status is not LinkStatus.OFFLINE:
             pump.status = LinkStatus.OFFLINE
             pump.rx_seq = None  # a pump that comes back may have restarted its numbering
             pump.ack_due = None
             events.append(StatusChanged(pump.address, LinkStatus.OFFLINE))
-            while pump.queue:
-                command, _ = pump.queue.popleft()
-                events.append(Failed(pump.address, command, "pump offline"))
-            pump.tries = 0
+        while pump.queue:
+            command, _ = pump.queue.popleft()
+            events.append(Failed(pump.address, command, "pump offline"))
+        pump.tries = 0
 
     def _retry_or_fail(self, pump: _Pump, events: list[Event], why: str) -> None:
         if pump.tries >= self.max_tries and pump.queue:

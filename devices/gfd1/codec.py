@@ -165,13 +165,11 @@ def _members(kind: Any) -> dict[int, Any]:
 # Flag is an IntFlag: any combination of bits is a valid value, so it is converted as is.
 _STATUS_LAYOUT = Layout(STATUS_FIELDS, 0, STATUS_COUNT)
 _N_STATUS = len(_STATUS_NAMES)
+_ENUM_FIELDS = {**_STATUS_ENUMS, **{_SALE_PREFIX + n: k for n, k in _SALE_ENUMS.items()}}
 _ENUM_POSITIONS: tuple[tuple[int, str, Any, dict[int, Any] | None], ...] = tuple(
     (i, name, kind, None if issubclass(kind, enum.Flag) else _members(kind))
     for i, name in enumerate(_STATUS_LAYOUT.names)
-    for kind in [
-        _STATUS_ENUMS.get(name) if i < _N_STATUS else _SALE_ENUMS.get(name[len(_SALE_PREFIX) :])
-    ]
-    if kind is not None
+    if (kind := _ENUM_FIELDS.get(name)) is not None
 )
 if _STATUS_LAYOUT.names != _STATUS_NAMES + tuple(_SALE_PREFIX + n for n in _SALE_NAMES):
     raise ImportError("StatusBlock and SaleRecord fields must follow the register map's order")

@@ -14,7 +14,6 @@ the next request tries to open it again (a USB adapter may come back). Use it as
 from __future__ import annotations
 
 import contextlib
-import os
 from types import TracebackType
 from typing import Self
 
@@ -22,7 +21,7 @@ import serial
 import structlog
 import trio
 
-from ..serial_port import SerialOpenError, open_serial
+from ..serial_port import SerialOpenError, drain_input, open_serial
 from .client import LinkState, ModbusStatistics, RegisterClient
 from .errors import ModbusConnectionError, ModbusFrameError, ModbusTimeout
 from .pdu import Request
@@ -195,16 +194,10 @@ class ModbusRtuClient(RegisterClient):
     def _flush_stale(self, stream: trio.lowlevel.FdStream) -> None:
         """Drop input nobody waits for: a reply that came after its request timed out."""
         stale = self._codec.discard()
-        while True:
-            try:
-                chunk = os.read(stream.fileno(), 4096)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                raise self._link_lost(f"read failed: {exc!r}", sent=False) from None
-            if not chunk:
-                break
-            stale += len(chunk)
+        try:
+            stale += drain_input(stream)
+        except OSError as exc:
+            raise self._link_lost(f"read failed: {exc!r}", sent=False) from None
         if stale:
             self._counters.dropped_bytes += stale
             log.info("modbus.stale_input", port=self.settings.port, nbytes=stale)

@@ -213,7 +213,7 @@ class DartPumpModel:
                     if counter not in self._want_totals:
                         self._want_totals.append(counter)
                 case _:
-                    pass
+                    pass  # Unknown ones, skipped by length; DC transactions never come here
 
     def _command(self, code: CD1) -> None:
         if code is CD1.RETURN_STATUS:
