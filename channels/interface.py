@@ -1,0 +1,78 @@
+"""The interface the router and the ChannelActor use, implemented once per provider.
+
+An adapter is a thin async shell around its provider's sans-IO core: the core builds signed
+requests and classifies responses; the adapter sends them through ``channels.transport`` and
+turns transport failures into ChannelResults (UNKNOWN when the request may have been sent,
+TECHNICAL_FAILURE when it certainly was not). Adapters never retry on their own: the order
+journals each attempt and the router decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Protocol
+
+from channels.model import (
+    Bill,
+    CallbackEvent,
+    CaptureRequest,
+    ChannelCaps,
+    ChannelResult,
+    HoldRequest,
+    HttpReply,
+    Provider,
+    RefundRequest,
+    ReleaseRequest,
+)
+
+__all__ = ["CallbackVerifier", "Channel"]
+
+
+class CallbackVerifier(Protocol):
+    """Verifies one provider's callbacks for one configured channel (sans-IO, synchronous)."""
+
+    @property
+    def provider(self) -> Provider: ...
+
+    @property
+    def channel_name(self) -> str: ...
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes, now: float) -> CallbackEvent:
+        """``headers`` with lower-case names; ``body`` the raw bytes; ``now`` Unix seconds.
+        Raises ``CallbackRejected`` with a stable reason code."""
+        ...
+
+    def ack(self, accepted: bool, message: str = "") -> HttpReply:
+        """The provider's own success / failure answer."""
+        ...
+
+
+class Channel(CallbackVerifier, Protocol):
+    """One configured merchant account at one provider."""
+
+    @property
+    def caps(self) -> ChannelCaps: ...
+
+    async def hold(self, request: HoldRequest) -> ChannelResult: ...
+
+    async def query(self, key: str, provider_ref: str | None = None) -> ChannelResult: ...
+
+    async def capture(self, request: CaptureRequest) -> ChannelResult: ...
+
+    async def release(self, request: ReleaseRequest) -> ChannelResult: ...
+
+    async def close(self, key: str, provider_ref: str | None = None) -> ChannelResult: ...
+
+    async def refund(self, request: RefundRequest) -> ChannelResult: ...
+
+    async def refund_query(self, key: str, refund_key: str) -> ChannelResult: ...
+
+    async def bill(self, bill_date: date) -> Bill: ...
+
+    async def refresh_certificates(self) -> int:
+        """Fetch the provider's current platform certificates/keys; returns how many are held.
+        Called by the ChannelActor on a schedule, never per request."""
+        ...
+
+    async def aclose(self) -> None: ...
