@@ -19,7 +19,7 @@ __all__ = [
     "yuan_to_fen",
 ]
 
-_DECIMAL = re.compile(r"([+-]?)(\d+)(?:\.(\d*))?")
+_DECIMAL = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]*))?")
 
 
 class AmountError(ValueError):
