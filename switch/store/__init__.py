@@ -4,6 +4,7 @@
 starts the embedded servers when no external URL is configured.
 """
 
+from .alerts import Alert, list_alerts, record_alert
 from .bridge import (
     Database,
     Redis,
@@ -28,6 +29,13 @@ from .errors import (
     UniqueViolation,
 )
 from .migrate import Migration, MigrationStatus, load_migrations, migrate, status
+from .payments import (
+    AttemptResult,
+    CallbackOutcome,
+    Disposition,
+    advance_attempt,
+    record_callback,
+)
 from .servers import (
     EmbeddedPostgres,
     EmbeddedValkey,
@@ -38,11 +46,15 @@ from .servers import (
 )
 
 __all__ = [
+    "Alert",
+    "AttemptResult",
     "CacheError",
+    "CallbackOutcome",
     "ConflictError",
     "Database",
     "Decision",
     "Deduper",
+    "Disposition",
     "EmbeddedPostgres",
     "EmbeddedValkey",
     "Migration",
@@ -66,13 +78,17 @@ __all__ = [
     "Subscription",
     "Transaction",
     "UniqueViolation",
+    "advance_attempt",
     "connect_once",
     "database_server",
     "embedded_servers",
+    "list_alerts",
     "load_migrations",
     "migrate",
     "open_database",
     "open_store",
+    "record_alert",
+    "record_callback",
     "server_urls",
     "status",
 ]

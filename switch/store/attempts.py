@@ -1,0 +1,286 @@
+"""The forward-only state machine of ``payment_attempts`` and what a callback does to an order's
+money: pure data and pure functions, no I/O (the SQL that applies them is ``payments``).
+
+Why a table and not a chain of ``if``\\s: providers deliver callbacks late, twice, out of order
+and replayed (callback-cases 5, 14, 17, 23), so every (state, event) pair needs a deliberate
+answer, and a table shows at a glance that none was forgotten. Three rules shape it:
+
+* **Forward only.** An attempt that reached a final state never goes back: REFUND.ABNORMAL
+  after the refund succeeded, WAIT_BUYER_PAY after TRADE_SUCCESS change nothing (and are
+  acknowledged, or the provider would retry them for a day).
+* **The provider's own "closed" is final.** A provider never goes from closed back to paid,
+  so a success event for an attempt the provider itself reported closed (``reversed``) is an
+  old event replayed: nothing moved, nothing to refund (case 23).
+* **Late success is money.** A success for a collecting attempt that *we* gave up on
+  (``declined``/``failed``), or whose order is finished or already paid through another
+  attempt, means the customer paid for nothing: the attempt records the truth (``approved``)
+  and a refund attempt is journaled for whoever drives refunds (case 16, invariant 4).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from channels.model import CallbackEvent, CallbackKind
+
+__all__ = [
+    "ATTEMPT_TRANSITIONS",
+    "FINAL_STATES",
+    "KIND_OPERATIONS",
+    "RESULT_TRANSITIONS",
+    "Effect",
+    "EventOutcome",
+    "Family",
+    "MoneyConflict",
+    "OrderMoney",
+    "Step",
+    "apply_money",
+    "classify",
+    "decide",
+    "family_of",
+    "late_refund_key",
+    "result_allowed",
+    "stated_amount",
+]
+
+
+class EventOutcome(enum.Enum):
+    """What a callback says happened, on one scale for every provider."""
+
+    SUCCEEDED = "succeeded"  # money moved as the event's kind describes
+    PENDING = "pending"  # created, waiting for the customer or the provider
+    CLOSED = "closed"  # the provider closed it (cancelled, timed out, fully reversed)
+    FAILED = "failed"  # the provider refused it (payment error, refund abnormal)
+
+
+# The providers' status words that mean "not yet" or "closed"; any other word on an event that
+# does not say it succeeded is a failure. WeChat trade_state / refund status, Alipay trade_status
+# and fund-auth status, UnionPay respCode (03/04/05: state not yet known).
+PENDING_STATUSES = frozenset(
+    {"NOTPAY", "USERPAYING", "WAIT_BUYER_PAY", "INIT", "PROCESSING", "03", "04", "05"}
+)
+CLOSED_STATUSES = frozenset({"CLOSED", "REVOKED", "TRADE_CLOSED"})
+
+
+def classify(event: CallbackEvent) -> EventOutcome:
+    if event.succeeded:
+        return EventOutcome.SUCCEEDED
+    status = event.status.strip().upper()
+    if status in PENDING_STATUSES:
+        return EventOutcome.PENDING
+    if status in CLOSED_STATUSES:
+        return EventOutcome.CLOSED
+    return EventOutcome.FAILED
+
+
+class Family(enum.Enum):
+    """Collecting attempts take the customer's money; settling attempts move money we hold."""
+
+    COLLECT = "collect"
+    SETTLE = "settle"
+
+
+_FAMILIES: Mapping[str, Family] = {
+    "hold": Family.COLLECT,
+    "capture": Family.SETTLE,
+    "release": Family.SETTLE,
+    "refund": Family.SETTLE,
+}
+
+
+def family_of(operation: str) -> Family | None:
+    return _FAMILIES.get(operation)
+
+
+class Effect(enum.Enum):
+    APPLY = "apply"  # move the attempt (and, on success, the order's money)
+    IGNORE = "ignore"  # an old or repeated event: acknowledge, change nothing
+    LATE_SUCCESS = "late_success"  # approve, then refund it automatically and alert
+    CORRECTION = "correction"  # a success after we recorded a failure: apply and alert
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    state: str | None  # the attempt's new state; None: unchanged
+    effect: Effect
+
+
+_IGNORE = Step(None, Effect.IGNORE)
+_S, _P, _C, _F = (
+    EventOutcome.SUCCEEDED,
+    EventOutcome.PENDING,
+    EventOutcome.CLOSED,
+    EventOutcome.FAILED,
+)
+
+FINAL_STATES = frozenset({"approved", "declined", "failed", "reversed"})
+
+
+def _rows(
+    table: Mapping[str, tuple[Step, Step, Step, Step]],
+) -> dict[tuple[str, EventOutcome], Step]:
+    return {
+        (state, outcome): step
+        for state, steps in table.items()
+        for outcome, step in zip((_S, _P, _C, _F), steps, strict=True)
+    }
+
+
+def _apply(state: str) -> Step:
+    return Step(state, Effect.APPLY)
+
+
+_LATE = Step("approved", Effect.LATE_SUCCESS)
+_FIX = Step("approved", Effect.CORRECTION)
+
+# fmt: off
+_COLLECT_OPEN = _rows({
+    #  state        SUCCEEDED            PENDING            CLOSED               FAILED
+    "requested": (_apply("approved"), _apply("pending"), _apply("reversed"), _apply("declined")),
+    "pending":   (_apply("approved"), _IGNORE,           _apply("reversed"), _apply("declined")),
+    "unknown":   (_apply("approved"), _apply("pending"), _apply("reversed"), _apply("declined")),
+    "approved":  (_IGNORE,            _IGNORE,           _IGNORE,            _IGNORE),
+    "declined":  (_LATE,              _IGNORE,           _IGNORE,            _IGNORE),
+    "failed":    (_LATE,              _IGNORE,           _IGNORE,            _IGNORE),
+    "reversed":  (_IGNORE,            _IGNORE,           _IGNORE,            _IGNORE),
+})
+# The same attempt when its order no longer wants the money (finished, or paid through another
+# attempt): whatever succeeds now is a late success.
+_COLLECT_DONE = {
+    **_COLLECT_OPEN,
+    ("requested", _S): _LATE,
+    ("pending", _S): _LATE,
+    ("unknown", _S): _LATE,
+}
+_SETTLE = _rows({
+    "requested": (_apply("approved"), _apply("pending"), _apply("failed"),   _apply("failed")),
+    "pending":   (_apply("approved"), _IGNORE,           _apply("failed"),   _apply("failed")),
+    "unknown":   (_apply("approved"), _apply("pending"), _apply("failed"),   _apply("failed")),
+    "approved":  (_IGNORE,            _IGNORE,           _IGNORE,            _IGNORE),
+    "declined":  (_FIX,               _IGNORE,           _IGNORE,            _IGNORE),
+    "failed":    (_FIX,               _IGNORE,           _IGNORE,            _IGNORE),
+    "reversed":  (_IGNORE,            _IGNORE,           _IGNORE,            _IGNORE),
+})
+# fmt: on
+
+ATTEMPT_TRANSITIONS: Mapping[tuple[Family, bool], Mapping[tuple[str, EventOutcome], Step]] = {
+    (Family.COLLECT, True): _COLLECT_OPEN,
+    (Family.COLLECT, False): _COLLECT_DONE,
+    (Family.SETTLE, True): _SETTLE,
+    (Family.SETTLE, False): _SETTLE,
+}
+
+
+def decide(family: Family, state: str, outcome: EventOutcome, *, order_wants_money: bool) -> Step:
+    """The step for an attempt in ``state`` receiving an event with ``outcome``. An unknown
+    state (a newer schema) is left alone."""
+    return ATTEMPT_TRANSITIONS[family, order_wants_money].get((state, outcome), _IGNORE)
+
+
+# What the order layer may write when a provider's response (not a callback) resolves an attempt:
+# the same forward-only order, so a response persisted after the callback already moved the
+# attempt (case 15) cannot move it back.
+RESULT_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "requested": frozenset({"pending", "unknown", "approved", "declined", "failed", "reversed"}),
+    "pending": frozenset({"unknown", "approved", "declined", "failed", "reversed"}),
+    "unknown": frozenset({"pending", "approved", "declined", "failed", "reversed"}),
+    "approved": frozenset({"reversed"}),
+    "declined": frozenset(),
+    "failed": frozenset(),
+    "reversed": frozenset(),
+}
+
+
+def result_allowed(current: str, new: str) -> bool:
+    return new in RESULT_TRANSITIONS.get(current, frozenset())
+
+
+# Which attempts an event of each kind may move. A release or capture event that names only the
+# hold (its out_trade_no) is applied to the order's attempt of that operation instead.
+KIND_OPERATIONS: Mapping[CallbackKind, frozenset[str]] = {
+    CallbackKind.PAYMENT: frozenset({"hold", "capture"}),
+    CallbackKind.HOLD: frozenset({"hold"}),
+    CallbackKind.CAPTURE: frozenset({"capture"}),
+    CallbackKind.RELEASE: frozenset({"release"}),
+    CallbackKind.REFUND: frozenset({"refund", "release"}),
+}
+REDIRECTED_KINDS: Mapping[CallbackKind, str] = {
+    CallbackKind.CAPTURE: "capture",
+    CallbackKind.RELEASE: "release",
+}
+
+
+def stated_amount(event: CallbackEvent) -> int:
+    """The amount to compare with the attempt's: a refund event states the payment's total
+    and the refund; the refund attempt is for the latter."""
+    if event.kind is CallbackKind.REFUND and event.refund_fen is not None:
+        return event.refund_fen
+    return event.amount_fen
+
+
+class MoneyConflict(ValueError):
+    """Applying the event now would break the order's money invariants (a refund before the
+    payment it refunds is recorded): refuse, so that the provider delivers it again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderMoney:
+    held_fen: int
+    captured_fen: int
+    released_fen: int
+    refunded_fen: int
+
+    def check(self) -> None:
+        """The invariants of ``orders`` (its CHECK constraints), before the database sees them."""
+        if min(self.held_fen, self.captured_fen, self.released_fen, self.refunded_fen) < 0:
+            raise MoneyConflict(f"negative amount in {self}")
+        if self.refunded_fen > self.captured_fen:
+            raise MoneyConflict(f"refunded more than captured: {self}")
+        if self.captured_fen + self.released_fen > max(self.held_fen, self.captured_fen):
+            raise MoneyConflict(f"captured and released more than held: {self}")
+
+
+_MONEY_COLUMN: Mapping[str, str] = {
+    "hold": "held_fen",
+    "capture": "captured_fen",
+    "release": "released_fen",
+}
+
+
+def apply_money(money: OrderMoney, operation: str, amount_fen: int) -> OrderMoney:
+    """The order's money after an attempt of ``operation`` for ``amount_fen`` succeeded.
+
+    A refund gives back captured money first; what it returns beyond that was never captured
+    (the refund of a late success, of a prepaid ceiling's remainder) and counts as released.
+    """
+    if operation == "refund":
+        refunded = min(amount_fen, max(0, money.captured_fen - money.refunded_fen))
+        new = replace(
+            money,
+            refunded_fen=money.refunded_fen + refunded,
+            released_fen=money.released_fen + amount_fen - refunded,
+        )
+    elif operation in _MONEY_COLUMN:
+        column = _MONEY_COLUMN[operation]
+        new = replace(money, **{column: getattr(money, column) + amount_fen})
+    else:
+        raise MoneyConflict(f"operation {operation!r} moves no money")
+    new.check()
+    return new
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9]{6,38}")
+
+
+def late_refund_key(key: str) -> str:
+    """The refund key of a late success, derived from the payment's key so that a second late
+    success for the same payment can never make a second refund. Every provider must accept it:
+    UnionPay orderIds are 8-40 letters and digits, so no separator, and a key that would not fit
+    is replaced by a digest of it."""
+    if _PLAIN_KEY.fullmatch(key):
+        return f"{key}LR"
+    return "LR" + hashlib.sha256(key.encode()).hexdigest()[:30].upper()

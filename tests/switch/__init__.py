@@ -1,0 +1,1 @@
+"""The switch side: callbacks into the books, the HTTP app."""

@@ -1,0 +1,480 @@
+"""Callbacks into the books: the transition table (pure), then the transaction against PostgreSQL.
+
+The database tests call ``record_callback`` with verified events (no verifier involved: that is
+the provider packages' job) and, for the acknowledge-after-commit rule, the ``CallbackProcessor``
+with the harness's stub verifier.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from channels.model import CallbackEvent, CallbackKind, CallbackRejected, Provider
+from ops.metrics import Metrics
+from switch.payments import CallbackProcessor
+from switch.store import Store
+from switch.store.attempts import (
+    ATTEMPT_TRANSITIONS,
+    FINAL_STATES,
+    Effect,
+    EventOutcome,
+    Family,
+    MoneyConflict,
+    OrderMoney,
+    apply_money,
+    classify,
+    decide,
+    late_refund_key,
+    result_allowed,
+    stated_amount,
+)
+from switch.store.payments import (
+    CallbackOutcome,
+    Disposition,
+    advance_attempt,
+    record_callback,
+)
+from tests.switch.callback_harness import (
+    StubVerifier,
+    alerts,
+    attempt_row,
+    attempt_state,
+    create_attempt,
+    create_order_with_hold,
+    finish_order,
+    inbox_rows,
+    order_money,
+    set_order_money,
+    unique_key,
+)
+
+CHANNEL = "wx-main"
+STATES = ("requested", "pending", "unknown", "approved", "declined", "failed", "reversed")
+_event_ids = itertools.count(1)
+
+
+def make_event(
+    key: str,
+    *,
+    kind: CallbackKind = CallbackKind.PAYMENT,
+    status: str = "SUCCESS",
+    succeeded: bool = True,
+    amount_fen: int = 20000,
+    event_id: str | None = None,
+    channel: str = CHANNEL,
+    provider: Provider = Provider.WECHATPAY,
+    refund_fen: int | None = None,
+    out_refund_no: str | None = None,
+) -> CallbackEvent:
+    return CallbackEvent(
+        provider=provider,
+        channel=channel,
+        kind=kind,
+        event_id=event_id or f"EV-{key}-{next(_event_ids)}",
+        status=status,
+        out_trade_no=key,
+        provider_ref=f"REF-{key}",
+        amount_fen=amount_fen,
+        refund_fen=refund_fen,
+        out_refund_no=out_refund_no,
+        succeeded=succeeded,
+    )
+
+
+async def record(store: Store, event: CallbackEvent) -> CallbackOutcome:
+    return await record_callback(
+        store.db, event, body=b'{"raw": "as received"}', headers={"wechatpay-nonce": "n1"}
+    )
+
+
+async def new_order(store: Store, amount_fen: int = 20000, state: str = "requested") -> str:
+    key = unique_key()
+    await create_order_with_hold(
+        store,
+        order_id=key,
+        channel=CHANNEL,
+        provider=Provider.WECHATPAY,
+        out_trade_no=key,
+        amount_fen=amount_fen,
+        state=state,
+    )
+    return key
+
+
+# --- the table, without I/O -------------------------------------------------------------------
+
+
+def _all_cells() -> Iterator[tuple[Family, bool, str, EventOutcome]]:
+    for family, wants in ATTEMPT_TRANSITIONS:
+        for state in STATES:
+            for outcome in EventOutcome:
+                yield family, wants, state, outcome
+
+
+def test_every_state_and_outcome_has_a_deliberate_step() -> None:
+    cells = {(s, o) for s in STATES for o in EventOutcome}
+    assert {key[0] for key in ATTEMPT_TRANSITIONS} == set(Family)
+    for table in ATTEMPT_TRANSITIONS.values():
+        assert set(table) == cells
+
+
+def test_final_states_never_move_back() -> None:
+    for family, wants, state, outcome in _all_cells():
+        step = decide(family, state, outcome, order_wants_money=wants)
+        if state in FINAL_STATES:
+            # From a final state only a success may still land (as a late success or a
+            # correction), and only onto approved.
+            assert step.state in (None, "approved"), (family, state, outcome)
+            if step.state == "approved":
+                assert outcome is EventOutcome.SUCCEEDED
+                assert step.effect in (Effect.LATE_SUCCESS, Effect.CORRECTION)
+
+
+def test_collect_table_rows() -> None:
+    collect = Family.COLLECT
+    success, pending, closed = (
+        EventOutcome.SUCCEEDED,
+        EventOutcome.PENDING,
+        EventOutcome.CLOSED,
+    )
+    assert decide(collect, "requested", success, order_wants_money=True).state == "approved"
+    assert decide(collect, "requested", pending, order_wants_money=True).state == "pending"
+    assert decide(collect, "pending", closed, order_wants_money=True).state == "reversed"
+    # Old news after the provider's own "closed": nothing moved, nothing to refund (case 23).
+    assert decide(collect, "reversed", success, order_wants_money=True).effect is Effect.IGNORE
+    # A success after we gave up is money to give back (case 16).
+    for state in ("declined", "failed"):
+        step = decide(collect, state, success, order_wants_money=True)
+        assert step.effect is Effect.LATE_SUCCESS
+    # The order finished or was paid elsewhere: any success now is late.
+    for state in ("requested", "pending", "unknown"):
+        step = decide(collect, state, success, order_wants_money=False)
+        assert step == decide(collect, "declined", success, order_wants_money=True)
+    assert decide(collect, "approved", pending, order_wants_money=True).effect is Effect.IGNORE
+
+
+def test_settle_table_rows() -> None:
+    settle = Family.SETTLE
+    failed = EventOutcome.FAILED
+    success = EventOutcome.SUCCEEDED
+    assert decide(settle, "requested", failed, order_wants_money=True).state == "failed"
+    # REFUND.ABNORMAL after the refund succeeded: never backwards (case 17).
+    assert decide(settle, "approved", failed, order_wants_money=True).effect is Effect.IGNORE
+    assert decide(settle, "failed", success, order_wants_money=True).effect is Effect.CORRECTION
+
+
+def test_classify_status_words() -> None:
+    def outcome(status: str, succeeded: bool = False) -> EventOutcome:
+        return classify(make_event("K", status=status, succeeded=succeeded))
+
+    assert outcome("SUCCESS", succeeded=True) is EventOutcome.SUCCEEDED
+    assert outcome("WAIT_BUYER_PAY") is EventOutcome.PENDING
+    assert outcome("TRADE_CLOSED") is EventOutcome.CLOSED
+    assert outcome("ABNORMAL") is EventOutcome.FAILED
+    assert outcome("PAYERROR") is EventOutcome.FAILED
+
+
+def test_results_move_forward_only() -> None:
+    assert result_allowed("requested", "pending")
+    assert result_allowed("pending", "approved")
+    assert not result_allowed("approved", "pending")
+    assert not result_allowed("declined", "approved")
+    assert not result_allowed("approved", "approved")
+
+
+def test_money_effects() -> None:
+    zero = OrderMoney(0, 0, 0, 0)
+    held = apply_money(zero, "hold", 20000)
+    assert held == OrderMoney(20000, 0, 0, 0)
+    captured = apply_money(held, "capture", 15000)
+    released = apply_money(captured, "release", 5000)
+    assert released == OrderMoney(20000, 15000, 5000, 0)
+    assert apply_money(released, "refund", 3000) == OrderMoney(20000, 15000, 5000, 3000)
+    # A refund of money never captured (a late success, a prepaid ceiling's rest) is a release.
+    assert apply_money(held, "refund", 20000) == OrderMoney(20000, 0, 20000, 0)
+    with pytest.raises(MoneyConflict):
+        apply_money(zero, "refund", 100)  # the refund before the payment it refunds
+    with pytest.raises(MoneyConflict):
+        apply_money(held, "query", 1)
+
+
+def test_late_refund_keys_suit_every_provider() -> None:
+    assert late_refund_key("FS20261120000001") == "FS20261120000001LR"
+    for key in ("FS-2026-11-20-0001", "A" * 40):
+        derived = late_refund_key(key)
+        assert derived.isalnum() and 8 <= len(derived) <= 40
+        assert derived == late_refund_key(key)  # deterministic
+    assert late_refund_key("FS-1") != late_refund_key("FS-2")
+
+
+def test_refund_events_compare_the_refund() -> None:
+    event = make_event("K", kind=CallbackKind.REFUND, amount_fen=20000, refund_fen=5000)
+    assert stated_amount(event) == 5000
+    assert stated_amount(make_event("K", amount_fen=20000)) == 20000
+
+
+# --- the transaction, against PostgreSQL -------------------------------------------------------
+
+
+async def test_success_applies_once_and_keeps_the_body(store: Store) -> None:
+    key = await new_order(store)
+    event = make_event(key)
+    outcome = await record(store, event)
+    assert outcome.disposition is Disposition.APPLIED
+    assert (outcome.previous_state, outcome.state) == ("requested", "approved")
+    assert await attempt_state(store, key) == "approved"
+    row = await attempt_row(store, key)
+    assert row is not None and row["provider_ref"] == f"REF-{key}"
+    assert row["resolved_at"] is not None
+    assert (await order_money(store, key))["held_fen"] == 20000
+    [inbox] = await inbox_rows(store, order_id=key)
+    assert inbox["body"] == b'{"raw": "as received"}'
+    assert inbox["headers"] == {"wechatpay-nonce": "n1"}
+    assert (inbox["state"], inbox["attempt_id"]) == ("applied", f"{key}-1")
+
+    again = await record(store, event)  # an exact replay (case 5)
+    assert again.disposition is Disposition.DUPLICATE
+    assert (again.inbox_id, again.attempt_id) == (outcome.inbox_id, outcome.attempt_id)
+    assert (await order_money(store, key))["held_fen"] == 20000
+    assert len(await inbox_rows(store, order_id=key)) == 1
+
+
+async def test_concurrent_identical_deliveries_make_one_transition(store: Store) -> None:
+    for _ in range(3):
+        key = await new_order(store)
+        event = make_event(key)
+        outcomes: list[CallbackOutcome] = []
+
+        async def deliver(e: CallbackEvent = event, out: list[CallbackOutcome] = outcomes) -> None:
+            out.append(await record(store, e))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(6):
+                nursery.start_soon(deliver)
+        dispositions = sorted(o.disposition.value for o in outcomes)
+        assert dispositions == ["applied"] + ["duplicate"] * 5
+        assert (await order_money(store, key))["held_fen"] == 20000
+        assert len(await inbox_rows(store, order_id=key)) == 1
+
+
+async def test_concurrent_distinct_events_for_one_attempt_move_it_once(store: Store) -> None:
+    key = await new_order(store)
+    outcomes: list[CallbackOutcome] = []
+
+    async def deliver() -> None:
+        outcomes.append(await record(store, make_event(key)))  # a new event id each time
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(deliver)
+    assert sorted(o.disposition.value for o in outcomes) == ["applied"] + ["ignored"] * 4
+    assert (await order_money(store, key))["held_fen"] == 20000
+    assert [r["state"] for r in await inbox_rows(store, order_id=key)].count("applied") == 1
+
+
+async def test_old_events_after_the_order_moved_on_change_nothing(store: Store) -> None:
+    key = await new_order(store)
+    await record(store, make_event(key))
+    for status in ("WAIT_BUYER_PAY", "TRADE_CLOSED", "PAYERROR"):
+        outcome = await record(store, make_event(key, status=status, succeeded=False))
+        assert outcome.disposition is Disposition.IGNORED
+    assert await attempt_state(store, key) == "approved"
+    assert (await order_money(store, key))["held_fen"] == 20000
+    states = [r["state"] for r in await inbox_rows(store, order_id=key)]
+    assert states == ["applied", "ignored", "ignored", "ignored"]
+
+
+async def test_success_after_the_provider_closed_it_is_old_news(store: Store) -> None:
+    key = await new_order(store)
+    closed = await record(store, make_event(key, status="TRADE_CLOSED", succeeded=False))
+    assert closed.state == "reversed"
+    late = await record(store, make_event(key, status="TRADE_SUCCESS"))
+    assert late.disposition is Disposition.IGNORED
+    assert await attempt_state(store, key) == "reversed"
+    assert await alerts(store, subject=key) == []
+
+
+@pytest.mark.parametrize("setup", ["declined", "finished", "paid_elsewhere"])
+async def test_late_success_journals_a_refund_and_alerts(store: Store, setup: str) -> None:
+    key = await new_order(store, state="declined" if setup == "declined" else "requested")
+    if setup == "finished":
+        await finish_order(store, key)
+    elif setup == "paid_elsewhere":
+        other = unique_key()
+        await create_attempt(
+            store, order_id=key, operation="hold", key=other, amount_fen=20000, state="approved"
+        )
+        await set_order_money(store, key, held_fen=20000)
+    outcome = await record(store, make_event(key))
+    assert outcome.disposition is Disposition.LATE_SUCCESS
+    assert outcome.refund_attempt_id == f"{key}-1-LR"
+    assert await attempt_state(store, key) == "approved"
+    refund = await attempt_row(store, late_refund_key(key))
+    assert refund is not None
+    assert (refund["id"], refund["operation"], refund["state"], refund["amount_fen"]) == (
+        f"{key}-1-LR",
+        "refund",
+        "requested",
+        20000,
+    )
+    [alert] = await alerts(store, subject=key, kind="late_success")
+    assert alert.severity == "critical"
+    assert alert.details["refund_attempt"] == f"{key}-1-LR"
+
+    # Its replay refunds nothing more; the refund, when it succeeds, gives the money back.
+    assert (await record(store, make_event(key))).disposition is Disposition.IGNORED
+    refund_done = await record(
+        store,
+        make_event(
+            key, kind=CallbackKind.REFUND, refund_fen=20000, out_refund_no=late_refund_key(key)
+        ),
+    )
+    assert refund_done.disposition is Disposition.APPLIED
+    money = await order_money(store, key)
+    assert money["released_fen"] == 20000
+    assert len(await alerts(store, subject=key, kind="late_success")) == 1
+
+
+async def test_unknown_order_is_rejected_with_an_alert(store: Store) -> None:
+    key = unique_key()
+    with pytest.raises(CallbackRejected) as caught:
+        await record(store, make_event(key))
+    assert (caught.value.reason, caught.value.alert) == ("unknown_order", True)
+    assert await inbox_rows(store, event_id=f"EV-{key}") == []
+    [alert] = await alerts(store, subject=key)
+    assert (alert.kind, alert.details["reason"]) == ("callback_rejected", "unknown_order")
+
+
+async def test_amount_mismatch_is_rejected_and_the_event_can_come_again(store: Store) -> None:
+    key = await new_order(store)
+    wrong = make_event(key, amount_fen=19999, event_id=f"EV-{key}")
+    with pytest.raises(CallbackRejected) as caught:
+        await record(store, wrong)
+    assert caught.value.reason == "amount_mismatch"
+    assert await attempt_state(store, key) == "requested"
+    assert await inbox_rows(store, order_id=key) == []
+    assert [a.details["reason"] for a in await alerts(store, subject=key)] == ["amount_mismatch"]
+    # Nothing of the rejected delivery stays behind to make the right one a "duplicate".
+    right = make_event(key, event_id=f"EV-{key}")
+    assert (await record(store, right)).disposition is Disposition.APPLIED
+
+
+async def test_channel_and_kind_must_fit_the_attempt(store: Store) -> None:
+    key = await new_order(store)
+    with pytest.raises(CallbackRejected) as caught:
+        await record(store, make_event(key, channel="wx-other"))
+    assert (caught.value.reason, caught.value.alert) == ("channel_mismatch", True)
+    with pytest.raises(CallbackRejected) as caught:
+        await record(store, make_event(key, provider=Provider.ALIPAY))
+    assert caught.value.reason == "unknown_order"
+    # A refund resource naming the payment's key (case 13).
+    refund_on_payment = make_event(
+        key, kind=CallbackKind.REFUND, refund_fen=20000, out_refund_no=key
+    )
+    with pytest.raises(CallbackRejected) as caught:
+        await record(store, refund_on_payment)
+    assert caught.value.reason == "kind_mismatch"
+    with pytest.raises(CallbackRejected) as caught:
+        await record(store, make_event(key, kind=CallbackKind.REFUND, refund_fen=1))
+    assert caught.value.reason == "missing_refund_key"
+    assert await attempt_state(store, key) == "requested"
+
+
+async def test_refund_before_the_payment_waits_then_applies(store: Store) -> None:
+    key = await new_order(store)
+    refund_key = f"{key}-R1"
+    await create_attempt(store, order_id=key, operation="release", key=refund_key, amount_fen=5000)
+    refund = make_event(key, kind=CallbackKind.REFUND, refund_fen=5000, out_refund_no=refund_key)
+    with pytest.raises(CallbackRejected) as caught:
+        await record(store, refund)
+    assert caught.value.reason == "out_of_order"  # not acknowledged: the provider retries
+    assert await attempt_state(store, refund_key) == "requested"
+
+    await record(store, make_event(key))
+    assert (await record(store, refund)).disposition is Disposition.APPLIED
+    assert await attempt_state(store, refund_key) == "approved"
+    assert await order_money(store, key) == {
+        "held_fen": 20000,
+        "captured_fen": 0,
+        "released_fen": 5000,
+        "refunded_fen": 0,
+    }
+    # REFUND.ABNORMAL after the order shows it refunded: never backwards (case 17).
+    abnormal = make_event(
+        key,
+        kind=CallbackKind.REFUND,
+        status="ABNORMAL",
+        succeeded=False,
+        refund_fen=5000,
+        out_refund_no=refund_key,
+    )
+    assert (await record(store, abnormal)).disposition is Disposition.IGNORED
+    assert await attempt_state(store, refund_key) == "approved"
+
+
+async def test_release_event_naming_only_the_hold(store: Store) -> None:
+    key = await new_order(store, state="approved")
+    await set_order_money(store, key, held_fen=20000)
+    release_key = f"{key}-UF"
+    await create_attempt(
+        store, order_id=key, operation="release", key=release_key, amount_fen=20000
+    )
+    outcome = await record(store, make_event(key, kind=CallbackKind.RELEASE))
+    assert outcome.attempt_id == f"{key}-2-release"
+    assert await attempt_state(store, release_key) == "approved"
+    assert await attempt_state(store, key) == "approved"
+    assert (await order_money(store, key))["released_fen"] == 20000
+
+
+async def test_a_callback_before_the_hold_response_is_not_undone_by_it(store: Store) -> None:
+    key = await new_order(store)  # journaled 'requested' before the provider was called
+    await record(store, make_event(key))  # the callback beats the prepay response (case 15)
+    late_response = await advance_attempt(store.db, key, "pending", provider_ref="prepay-1")
+    assert (late_response.state, late_response.changed) == ("approved", False)
+    assert await attempt_state(store, key) == "approved"
+
+    other = await new_order(store)
+    first = await advance_attempt(store.db, other, "pending")
+    assert (first.state, first.changed) == ("pending", True)
+    assert (await record(store, make_event(other))).state == "approved"
+
+
+_FAIL_AT_COMMIT = """
+CREATE OR REPLACE FUNCTION test_fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.event_id LIKE 'FAILCOMMIT%' THEN
+        RAISE EXCEPTION 'commit refused for the test' USING ERRCODE = 'P0001';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE CONSTRAINT TRIGGER test_fail_commit AFTER INSERT ON callback_inbox
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_fail_commit();
+"""
+
+
+async def test_no_acknowledgement_when_the_commit_fails(store: Store) -> None:
+    """A deferred trigger refuses the transaction at COMMIT, after every statement of it
+    succeeded: the provider must hear a failure, and the next delivery must apply (case 25)."""
+    key = await new_order(store)
+    verifier = StubVerifier(Provider.WECHATPAY, CHANNEL)
+    metrics = Metrics()
+    processor = CallbackProcessor(store, [verifier], metrics=metrics, publish_updates=False)
+    headers, body = verifier.make(event_id=f"FAILCOMMIT-{key}", out_trade_no=key, amount_fen=20000)
+    await store.db.execute(_FAIL_AT_COMMIT)
+    try:
+        reply = await processor.handle(Provider.WECHATPAY, headers, body)
+    finally:
+        await store.db.execute("DROP TRIGGER test_fail_commit ON callback_inbox")
+    assert reply.status == 400
+    assert metrics.callback_count("wechatpay", "error", "store_error") == 1
+    assert await attempt_state(store, key) == "requested"
+    assert await inbox_rows(store, order_id=key) == []
+
+    retried = await processor.handle(Provider.WECHATPAY, headers, body)
+    assert retried.status == 204
+    assert await attempt_state(store, key) == "approved"
+    assert metrics.callback_count("wechatpay", "accepted", "applied") == 1
