@@ -156,8 +156,57 @@ def _sim_pumps(args: argparse.Namespace) -> int:
     return run_pumps(args)
 
 
+def _sim_providers(args: argparse.Namespace) -> int:
+    from channels.sim.cli import run_providers
+
+    return run_providers(args)
+
+
+def _sim_providers_keys(args: argparse.Namespace) -> int:
+    from channels.sim.cli import run_keys
+
+    return run_keys(args)
+
+
+def _add_sim_providers(sims: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    providers = sims.add_parser(
+        "providers",
+        help="WeChat Pay, Alipay and UnionPay as local HTTP servers",
+        description="Simulated payment providers speaking the real wire formats, signatures "
+        "and callbacks: one HTTP server per provider and a control API (HTTP + JSON). Keys are "
+        "generated under $FUELSWITCH_HOME/keys on the first start and reused. Prints one JSON "
+        "line with the URLs once listening; runs until SIGTERM or SIGINT.",
+    )
+    add = providers.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    for name in ("wechatpay", "alipay", "unionpay", "control"):
+        add(f"--{name}-port", type=int, default=0, metavar="P", help="0: a free port (default)")
+    add(
+        "--clock-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="simulated seconds per real second (3600: a day of callback retries in 24 s)",
+    )
+    add("--seed", type=int, default=0, metavar="S", help="seed of every random choice")
+    add("--merchants", type=int, default=1, metavar="N", help="merchants per provider")
+    add("--verbose", action="store_true", help="log requests, faults and callbacks")
+    providers.set_defaults(func=_sim_providers)
+    actions = providers.add_subparsers(dest="providers_command", metavar="ACTION")
+    keys = actions.add_parser(
+        "keys",
+        help="print the public material a switch needs (generating keys if missing)",
+        description="Print, as JSON, each provider's merchants with their keys directory and "
+        "ids: what a switch configuration needs. Generates the keys first if there are none.",
+    )
+    keys.add_argument(
+        "--merchants", type=int, default=argparse.SUPPRESS, metavar="N", help="per provider"
+    )
+    keys.set_defaults(func=_sim_providers_keys)
+
+
 def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sim = commands.add_parser("sim", help="run a simulator of the field devices")
+    sim = commands.add_parser("sim", help="run a simulator of the field devices or providers")
     sims = sim.add_subparsers(dest="sim", required=True, metavar="SIMULATOR")
     pumps = sims.add_parser(
         "pumps",
@@ -201,6 +250,7 @@ def _add_sim(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("--speed", type=float, default=1.0, metavar="X", help="model seconds per real second")
     add("--verbose", action="store_true", help="log every connection and garbage run")
     pumps.set_defaults(func=_sim_pumps)
+    _add_sim_providers(sims)
 
 
 def build_parser() -> argparse.ArgumentParser:
