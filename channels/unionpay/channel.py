@@ -1,0 +1,488 @@
+"""``UnionPayChannel``: the ACP 5.1.0 cores behind ``channels.interface.Channel``.
+
+Pre-authorization semantics (``HoldKind.PREAUTH``):
+
+* hold — pre-authorization (02) through ``appTransReq.do``; the reply's ``tn`` goes to the
+  payer's UnionPay app control (``client_data["tn"]``), the result is PENDING until the customer
+  confirms; the notify or a query then says HELD;
+* capture — completion (03) for the dispensed amount (≤ held). A completion *ends* the
+  pre-authorization: UnionPay releases the remainder itself, so the following release of the
+  rest is answered without a provider call;
+* release — pre-authorization cancel (32) of the whole amount when nothing was captured;
+* refund — refund (04) of the completion; query — queryTrans (00); bill — file download (76).
+
+Every follow-up is a transaction of its own whose orderId is the switch's key for it (capture
+key, release key, refund key) and which names the pre-authorization by ``origQryId``. A
+``respCode`` of 00 on ``backTransReq.do`` only means *accepted*, so each money-moving request
+is confirmed with a queryTrans of its orderId before the result says APPROVED.
+
+Notifies (``verify_callback``) are verified sans-IO; a succeeded one carries
+``raw["confirm_with_query"]``, and ``confirm_callback(event)`` does that queryTrans: the order
+layer should call it before acting on a UnionPay success. Only ``signMethod`` 01 (RSA) is
+accepted unless ``cfg.options["sign_methods"]`` lists 11/12 and the keys directory holds the
+``secure_key`` they need.
+
+A query by orderId needs the transaction's own ``txnTime``. The channel remembers the txnTime
+of every request it sent and every notify it verified; for a key it has not seen (after a
+restart) it queries by UnionPay's queryId when the caller passes one as ``provider_ref``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from pathlib import Path
+
+import structlog
+import trio
+
+from channels.config import ChannelConfig
+from channels.model import (
+    Bill,
+    CallbackEvent,
+    CallbackRejected,
+    CaptureRequest,
+    ChannelCaps,
+    ChannelError,
+    ChannelResult,
+    HoldKind,
+    HoldRequest,
+    HttpReply,
+    Operation,
+    Outcome,
+    PaymentState,
+    Provider,
+    RefundRequest,
+    RefundState,
+    ReleaseRequest,
+)
+from channels.transport import Transport
+
+from .bill import parse_file_content
+from .callbacks import NotifyVerifier, ack
+from .client import AcpClient, result
+from .credentials import MerchantCredentials
+from .errors import AcpError
+from .messages import (
+    TxnType,
+    build_file_download,
+    build_follow_up,
+    build_hold,
+    format_txn_time,
+)
+from .responses import (
+    Verdict,
+    compose_status,
+    failure_result,
+    payment_state,
+)
+from .signing import SIGN_METHOD_RSA, SignPolicy
+
+__all__ = ["UnionPayChannel"]
+
+log = structlog.get_logger(__name__)
+
+_REFUND_STATES = {
+    Verdict.SUCCESS: RefundState.SUCCESS,
+    Verdict.IN_DOUBT: RefundState.PROCESSING,
+    Verdict.FAILED: RefundState.FAILED,
+    Verdict.DUPLICATE: RefundState.FAILED,
+}
+
+
+def _after_duplicate_hold(status: ChannelResult) -> ChannelResult:
+    """A hold whose orderId UnionPay already knows (respCode 12): its state decides. Still
+    unconfirmed is a dead end — the first ``tn`` is not handed out again — so it is refused
+    and the order holds again under a new key."""
+    state = status.payment.state if status.payment else None
+    if state in (PaymentState.HELD, PaymentState.CAPTURED, PaymentState.CLOSED):
+        return status
+    if state is None or state is PaymentState.NOT_FOUND:
+        return ChannelResult(status.operation, Outcome.UNKNOWN, status.key, reason="12")
+    return ChannelResult(
+        status.operation,
+        Outcome.DECLINED,
+        status.key,
+        reason="12",
+        message=f"orderId already used ({state.value}); its tn is not handed out again",
+        payment=status.payment,
+    )
+
+
+def _policy(cfg: ChannelConfig, creds: MerchantCredentials) -> SignPolicy:
+    methods = frozenset(m.strip() for m in cfg.options.get("sign_methods", "01").split(","))
+    return SignPolicy(methods | {SIGN_METHOD_RSA}, creds.secure_key)
+
+
+class UnionPayChannel:
+    """One UnionPay merchant (merId) through one Transport."""
+
+    def __init__(
+        self,
+        cfg: ChannelConfig,
+        creds: MerchantCredentials,
+        transport: Transport,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if creds.mer_id != cfg.merchant_id:
+            raise ValueError(f"keys for merId {creds.mer_id}, configured {cfg.merchant_id}")
+        self.cfg = cfg
+        policy = _policy(cfg, creds)
+        self._client = AcpClient(cfg.name, creds, policy, transport, clock)
+        self._notify = NotifyVerifier(cfg.name, creds.mer_id, self._client.certs, policy)
+        self._follow_ups: dict[str, list[tuple[TxnType, str]]] = {}  # hold key → follow-ups
+        self._captured_ref: dict[str, str] = {}  # hold key → the completion's queryId
+
+    @classmethod
+    def from_config(
+        cls, cfg: ChannelConfig, *, transport: Transport | None = None
+    ) -> UnionPayChannel:
+        creds = MerchantCredentials.load(Path(cfg.keys_dir))
+        return cls(cfg, creds, transport or Transport(cfg.base_url, cfg.limits))
+
+    # -- CallbackVerifier ------------------------------------------------------------------
+
+    @property
+    def provider(self) -> Provider:
+        return Provider.UNIONPAY
+
+    @property
+    def channel_name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def caps(self) -> ChannelCaps:
+        return ChannelCaps(hold_kind=HoldKind.PREAUTH, partial_capture=True)
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes, now: float) -> CallbackEvent:
+        event = self._notify.verify(body, now)
+        self._remember(str(event.raw["orderId"]), str(event.raw["txnTime"]), authoritative=True)
+        return event
+
+    def ack(self, accepted: bool, message: str = "") -> HttpReply:
+        return ack(accepted, message)
+
+    async def confirm_callback(self, event: CallbackEvent) -> CallbackEvent:
+        """ACP's rule for notifies that say money moved: ask queryTrans before acting on them.
+
+        Returns the event when the query agrees; raises ``CallbackRejected`` (``unconfirmed``
+        while UnionPay cannot say yet — the notify will come again; ``query_mismatch``, with an
+        alert, when UnionPay's own records contradict its notify)."""
+        if not event.raw.get("confirm_with_query"):
+            return event
+        order_id = str(event.raw["orderId"])
+        self._remember(order_id, str(event.raw["txnTime"]), authoritative=True)
+        found = await self._client.query_order(Operation.QUERY, order_id)
+        if isinstance(found, ChannelResult):
+            raise CallbackRejected("unconfirmed", f"queryTrans failed: {found.reason}")
+        if found.verdict is not Verdict.SUCCESS:
+            raise CallbackRejected("unconfirmed", f"queryTrans answered {found.resp_code}")
+        if found.orig_verdict is Verdict.IN_DOUBT:
+            raise CallbackRejected("unconfirmed", "UnionPay is still processing it")
+        agrees = (
+            found.orig_verdict is Verdict.SUCCESS
+            and found.amount_fen == event.amount_fen
+            and found.query_id == event.event_id
+        )
+        if not agrees:
+            log.warning("unionpay.notify_contradicted", channel=self.cfg.name, order=order_id)
+            raise CallbackRejected(
+                "query_mismatch",
+                f"notify says {event.status} {event.amount_fen} fen, queryTrans says "
+                f"{found.orig_resp_code} {found.amount_fen} fen",
+                alert=True,
+            )
+        return event
+
+    # -- Channel ---------------------------------------------------------------------------
+
+    async def hold(self, request: HoldRequest) -> ChannelResult:
+        op, key = Operation.HOLD, request.key
+        try:
+            txn_time = format_txn_time(request.created_at)
+            expires = request.expires_at
+            acp = build_hold(
+                TxnType.PREAUTH,
+                mer_id=self._client.creds.mer_id,
+                order_id=key,
+                txn_time=txn_time,
+                amount_fen=request.amount_fen,
+                back_url=self.cfg.notify_url,
+                pay_timeout=format_txn_time(expires) if expires else None,
+                order_desc=request.description,
+            )
+        except AcpError as exc:
+            return self._refused(op, key, exc)
+        self._remember(key, txn_time)
+        reply = await self._client.exchange(op, key, acp, money=False)
+        if isinstance(reply, ChannelResult):
+            return reply
+        if reply.verdict is Verdict.DUPLICATE:  # sent before: what became of it?
+            return _after_duplicate_hold(await self._hold_status(op, key, None))
+        if reply.verdict is not Verdict.SUCCESS:
+            return failure_result(op, key, reply)
+        tn = reply.fields.get("tn", "")
+        if not tn:
+            return result(op, key, Outcome.TECHNICAL_FAILURE, "bad_response", "no tn")
+        return ChannelResult(
+            op, Outcome.PENDING, key, amount_fen=request.amount_fen, client_data={"tn": tn}
+        )
+
+    async def query(self, key: str, provider_ref: str | None = None) -> ChannelResult:
+        return await self._hold_status(Operation.QUERY, key, provider_ref)
+
+    async def capture(self, request: CaptureRequest) -> ChannelResult:
+        op, key = Operation.CAPTURE, request.capture_key
+        if not 0 < request.amount_fen <= request.held_fen:
+            return result(op, key, Outcome.DECLINED, "exceeds_hold", "capture ≤ held, > 0")
+        return await self._follow_up(
+            op,
+            TxnType.PREAUTH_COMPLETE,
+            hold_key=request.key,
+            key=key,
+            amount_fen=request.amount_fen,
+            created_at=request.created_at,
+            orig=request.provider_ref,
+        )
+
+    async def release(self, request: ReleaseRequest) -> ChannelResult:
+        op, key = Operation.RELEASE, request.release_key
+        if not 0 < request.amount_fen <= request.held_fen:
+            return result(op, key, Outcome.DECLINED, "bad_amount", "0 < release ≤ held")
+        if request.amount_fen < request.held_fen:
+            # The completion ended the pre-authorization and UnionPay released the rest.
+            return ChannelResult(
+                op,
+                Outcome.APPROVED,
+                key,
+                amount_fen=request.amount_fen,
+                message="released by the pre-authorization completion",
+            )
+        return await self._follow_up(
+            op,
+            TxnType.PREAUTH_CANCEL,
+            hold_key=request.key,
+            key=key,
+            amount_fen=request.amount_fen,
+            created_at=request.created_at,
+            orig=request.provider_ref,
+        )
+
+    async def refund(self, request: RefundRequest) -> ChannelResult:
+        orig = self._captured_ref.get(request.key) or request.provider_ref
+        if not orig:
+            return result(
+                Operation.REFUND,
+                request.refund_key,
+                Outcome.TECHNICAL_FAILURE,
+                "missing_provider_ref",
+                "a refund needs the completion's queryId",
+            )
+        return await self._follow_up(
+            Operation.REFUND,
+            TxnType.REFUND,
+            hold_key=request.key,
+            key=request.refund_key,
+            amount_fen=request.amount_fen,
+            created_at=request.created_at,
+            orig=orig,
+        )
+
+    async def close(self, key: str, provider_ref: str | None = None) -> ChannelResult:
+        """UnionPay cannot cancel an unconfirmed order (it lapses at payTimeout); a held one is
+        released with ``release`` (it needs a key of its own)."""
+        status = await self._hold_status(Operation.CLOSE, key, provider_ref)
+        if status.payment is None:
+            return status
+        state = status.payment.state
+        if state in (PaymentState.HELD, PaymentState.CAPTURED):
+            return result(Operation.CLOSE, key, Outcome.DECLINED, state.value, "use release")
+        return ChannelResult(
+            Operation.CLOSE,
+            Outcome.APPROVED,
+            key,
+            payment=status.payment,
+            message="nothing held; an unconfirmed order lapses at payTimeout",
+        )
+
+    async def refund_query(self, key: str, refund_key: str) -> ChannelResult:
+        op = Operation.REFUND_QUERY
+        found = await self._client.query_order(op, refund_key)
+        if isinstance(found, ChannelResult):
+            return found
+        if found.verdict is Verdict.NOT_FOUND:
+            return ChannelResult(op, Outcome.APPROVED, refund_key, refund=RefundState.NOT_FOUND)
+        if found.verdict is not Verdict.SUCCESS or found.orig_verdict is None:
+            return result(op, refund_key, Outcome.UNKNOWN, found.resp_code, found.resp_msg)
+        return ChannelResult(
+            op,
+            Outcome.APPROVED,
+            refund_key,
+            amount_fen=found.amount_fen,
+            provider_ref=found.query_id,
+            reason=found.orig_resp_code,
+            message=found.orig_resp_msg,
+            refund=_REFUND_STATES.get(found.orig_verdict, RefundState.FAILED),
+        )
+
+    async def bill(self, bill_date: date) -> Bill:
+        acp = build_file_download(
+            mer_id=self._client.creds.mer_id,
+            txn_time=self._client.now_txn_time(),
+            settle_date=f"{bill_date:%m%d}",
+        )
+        reply = await self._client.exchange(Operation.BILL, f"{bill_date:%Y%m%d}", acp, money=False)
+        if isinstance(reply, ChannelResult):
+            raise ChannelError(reply.reason or "bill", reply.message, sent=True)
+        if reply.verdict is not Verdict.SUCCESS:
+            raise ChannelError(f"resp_{reply.resp_code}", reply.resp_msg, sent=True)
+        try:
+            return parse_file_content(reply.fields.get("fileContent", ""), bill_date)
+        except AcpError as exc:
+            raise ChannelError(exc.reason, exc.message, sent=True) from exc
+
+    async def refresh_certificates(self) -> int:
+        """UnionPay's signing certificate travels with each message; what the channel holds is
+        the root and intermediate, re-read here (an operator may have replaced them)."""
+        creds = await trio.to_thread.run_sync(MerchantCredentials.load, Path(self.cfg.keys_dir))
+        policy = _policy(self.cfg, creds)
+        self._client.reload(creds, policy)
+        self._notify = NotifyVerifier(self.cfg.name, creds.mer_id, self._client.certs, policy)
+        return 2
+
+    async def aclose(self) -> None:
+        await self._client.transport.aclose()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _remember(self, order_id: str, txn_time: str, *, authoritative: bool = False) -> None:
+        for forgotten in self._client.remember(order_id, txn_time, authoritative=authoritative):
+            self._follow_ups.pop(forgotten, None)
+            self._captured_ref.pop(forgotten, None)
+
+    @staticmethod
+    def _refused(op: Operation, key: str, exc: AcpError) -> ChannelResult:
+        """A request we could not even build: nothing was sent."""
+        return result(op, key, Outcome.TECHNICAL_FAILURE, exc.reason, exc.message)
+
+    async def _hold_status(
+        self, op: Operation, key: str, provider_ref: str | None
+    ) -> ChannelResult:
+        hold = await self._client.query_order(op, key, provider_ref)
+        if isinstance(hold, ChannelResult):
+            return hold
+        follow_ups = []
+        for _, order_id in self._follow_ups.get(key, []):
+            found = await self._client.query_order(op, order_id)
+            if isinstance(found, ChannelResult):
+                return found
+            follow_ups.append(found)
+        try:
+            status = compose_status(hold, follow_ups)
+        except AcpError as exc:
+            return result(op, key, Outcome.UNKNOWN, exc.reason, exc.message)
+        if status is None:
+            return result(op, key, Outcome.UNKNOWN, hold.resp_code, hold.resp_msg)
+        return ChannelResult(
+            op,
+            Outcome.APPROVED,
+            key,
+            amount_fen=hold.amount_fen,
+            provider_ref=status.provider_ref,
+            payment=status,
+        )
+
+    async def _orig_query_id(self, op: Operation, hold_key: str) -> str | ChannelResult:
+        """The pre-authorization's queryId, asked from UnionPay when the caller has none."""
+        hold = await self._client.query_order(op, hold_key)
+        if isinstance(hold, ChannelResult):
+            return hold
+        try:
+            state = payment_state(hold)
+        except AcpError as exc:
+            return result(op, hold_key, Outcome.DECLINED, exc.reason, exc.message)
+        if state is None:
+            return result(op, hold_key, Outcome.UNKNOWN, hold.resp_code, hold.resp_msg)
+        if state is not PaymentState.HELD or not hold.query_id:
+            return result(op, hold_key, Outcome.DECLINED, state.value, "not held")
+        return hold.query_id
+
+    async def _follow_up(
+        self,
+        op: Operation,
+        txn_type: TxnType,
+        *,
+        hold_key: str,
+        key: str,
+        amount_fen: int,
+        created_at: datetime,
+        orig: str | None,
+    ) -> ChannelResult:
+        if not orig:
+            found = await self._orig_query_id(op, hold_key)
+            if isinstance(found, ChannelResult):
+                return found
+            orig = found
+        try:
+            txn_time = format_txn_time(created_at)
+            acp = build_follow_up(
+                txn_type,
+                mer_id=self._client.creds.mer_id,
+                order_id=key,
+                txn_time=txn_time,
+                amount_fen=amount_fen,
+                orig_qry_id=orig,
+                back_url=self.cfg.notify_url,
+                reserved=hold_key,
+            )
+        except AcpError as exc:
+            return self._refused(op, key, exc)
+        self._remember(key, txn_time)
+        known = self._follow_ups.setdefault(hold_key, [])
+        if (txn_type, key) not in known:
+            known.append((txn_type, key))
+        reply = await self._client.exchange(op, key, acp, money=True)
+        if isinstance(reply, ChannelResult):
+            return reply
+        if reply.verdict not in (Verdict.SUCCESS, Verdict.DUPLICATE):
+            return failure_result(op, key, reply)
+        return await self._confirm(op, txn_type, hold_key, key, amount_fen)
+
+    async def _confirm(
+        self, op: Operation, txn_type: TxnType, hold_key: str, key: str, amount_fen: int
+    ) -> ChannelResult:
+        """Accepted is not done: queryTrans says what became of the follow-up."""
+        found = await self._client.query_order(op, key)
+        if isinstance(found, ChannelResult):
+            return found
+        if found.verdict is not Verdict.SUCCESS or found.orig_verdict is None:
+            return result(op, key, Outcome.UNKNOWN, found.resp_code, found.resp_msg)
+        if found.txn_type is not txn_type or found.amount_fen != amount_fen:
+            # A resent orderId (respCode 12) that names another transaction or amount.
+            return result(op, key, Outcome.DECLINED, "duplicate_order_id", "key reused")
+        refund = _REFUND_STATES.get(found.orig_verdict) if op is Operation.REFUND else None
+        if found.orig_verdict is Verdict.IN_DOUBT:
+            ref = found.query_id
+            return ChannelResult(op, Outcome.PENDING, key, provider_ref=ref, refund=refund)
+        if found.orig_verdict is not Verdict.SUCCESS:
+            return ChannelResult(
+                op,
+                Outcome.DECLINED,
+                key,
+                provider_ref=found.query_id,
+                reason=found.orig_resp_code,
+                message=found.orig_resp_msg,
+                refund=refund,
+            )
+        if txn_type is TxnType.PREAUTH_COMPLETE and found.query_id:
+            self._captured_ref[hold_key] = found.query_id
+        return ChannelResult(
+            op,
+            Outcome.APPROVED,
+            key,
+            amount_fen=amount_fen,
+            provider_ref=found.query_id,
+            refund=refund,
+        )
