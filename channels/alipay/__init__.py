@@ -1,0 +1,117 @@
+"""Alipay open platform gateway: RSA2 signing, requests, responses, notifies, bills, channel.
+
+Sans-IO modules (``signing``, ``forms``, ``requests``, ``responses``, ``callbacks``, ``bill``,
+``credentials``) take bytes and dicts and return values; ``channel`` is the async adapter that
+moves them through ``channels.transport``.
+"""
+
+from channels.alipay.bill import no_bill, parse_bill_zip, parse_detail, read_entries
+from channels.alipay.callbacks import NOTIFY_KINDS, PAID_STATUSES, ack_reply, verify_notify
+from channels.alipay.channel import AlipayChannel
+from channels.alipay.credentials import (
+    AlipayCredentials,
+    ProviderKeys,
+    RegisteredApp,
+    generate,
+    load_credentials,
+    load_provider,
+    merchant_dir,
+    provider_dir,
+    rotate_alipay_key,
+)
+from channels.alipay.errors import (
+    AlipayError,
+    BillFormatError,
+    CredentialsError,
+    FormError,
+    RequestError,
+    ResponseError,
+)
+from channels.alipay.forms import Form, encode_form, parse_form
+from channels.alipay.requests import (
+    GATEWAY_PATH,
+    BizCall,
+    bill_download_url,
+    fund_detail_query,
+    fund_freeze,
+    fund_operation_cancel,
+    fund_unfreeze,
+    gateway_timestamp,
+    sign_request,
+    trade_cancel,
+    trade_close,
+    trade_create,
+    trade_pay_capture,
+    trade_query,
+    trade_refund,
+    trade_refund_query,
+)
+from channels.alipay.responses import GatewayReply, Verdict, classify, read_reply
+from channels.alipay.signing import (
+    SignedResponse,
+    notify_sign_content,
+    request_sign_content,
+    sign_content,
+    sign_notify,
+    sign_response,
+    split_signed_response,
+    verify_content,
+)
+
+__all__ = [
+    "GATEWAY_PATH",
+    "NOTIFY_KINDS",
+    "PAID_STATUSES",
+    "AlipayChannel",
+    "AlipayCredentials",
+    "AlipayError",
+    "BillFormatError",
+    "BizCall",
+    "CredentialsError",
+    "Form",
+    "FormError",
+    "GatewayReply",
+    "ProviderKeys",
+    "RegisteredApp",
+    "RequestError",
+    "ResponseError",
+    "SignedResponse",
+    "Verdict",
+    "ack_reply",
+    "bill_download_url",
+    "classify",
+    "encode_form",
+    "fund_detail_query",
+    "fund_freeze",
+    "fund_operation_cancel",
+    "fund_unfreeze",
+    "gateway_timestamp",
+    "generate",
+    "load_credentials",
+    "load_provider",
+    "merchant_dir",
+    "no_bill",
+    "notify_sign_content",
+    "parse_bill_zip",
+    "parse_detail",
+    "parse_form",
+    "provider_dir",
+    "read_entries",
+    "read_reply",
+    "request_sign_content",
+    "rotate_alipay_key",
+    "sign_content",
+    "sign_notify",
+    "sign_request",
+    "sign_response",
+    "split_signed_response",
+    "trade_cancel",
+    "trade_close",
+    "trade_create",
+    "trade_pay_capture",
+    "trade_query",
+    "trade_refund",
+    "trade_refund_query",
+    "verify_content",
+    "verify_notify",
+]
