@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from channels.model import (
     Bill,
@@ -26,7 +26,7 @@ from channels.model import (
     ReleaseRequest,
 )
 
-__all__ = ["CallbackVerifier", "Channel"]
+__all__ = ["CallbackVerifier", "Channel", "ConfirmsCallbacks"]
 
 
 class CallbackVerifier(Protocol):
@@ -45,6 +45,17 @@ class CallbackVerifier(Protocol):
 
     def ack(self, accepted: bool, message: str = "") -> HttpReply:
         """The provider's own success / failure answer."""
+        ...
+
+
+@runtime_checkable
+class ConfirmsCallbacks(Protocol):
+    """A verifier whose provider requires a money-moving notify to be confirmed by a query
+    before it is acted on (UnionPay's queryTrans rule). The switch awaits it before recording."""
+
+    async def confirm_callback(self, event: CallbackEvent) -> CallbackEvent:
+        """Returns the event when the provider's own records agree; raises ``CallbackRejected``
+        (``unconfirmed`` while the provider cannot say yet, so the notify comes again)."""
         ...
 
 

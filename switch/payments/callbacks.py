@@ -26,7 +26,7 @@ import structlog
 import trio
 
 from channels.config import ChannelConfig
-from channels.interface import CallbackVerifier
+from channels.interface import CallbackVerifier, ConfirmsCallbacks
 from channels.model import CallbackEvent, CallbackRejected, HttpReply, Provider
 from ops.metrics import METRICS, Metrics
 from switch.store import OrderUpdates, Store, StoreError, StoreUnavailable
@@ -121,6 +121,7 @@ class CallbackProcessor:
         metrics: Metrics = METRICS,
         clock: Callable[[], float] = time.time,
         hook_timeout_s: float = 1.0,
+        confirm_timeout_s: float = 5.0,
         publish_updates: bool = True,
     ) -> None:
         self._store = store
@@ -131,6 +132,7 @@ class CallbackProcessor:
         self.metrics = metrics
         self._clock = clock
         self._hook_timeout_s = hook_timeout_s
+        self._confirm_timeout_s = confirm_timeout_s
         self._hooks: list[CallbackHook] = []
         self._channels: list[trio.MemorySendChannel[AppliedCallback]] = []
         self._updates = OrderUpdates(store.redis) if publish_updates else None
@@ -191,7 +193,9 @@ class CallbackProcessor:
         if not verifiers:
             return self.reject(provider, "no_channel", "no channel configured", remote=remote)
         try:
-            event = self._verify(provider, verifiers, headers, body)
+            verifier, event = self._verify(provider, verifiers, headers, body)
+            if isinstance(verifier, ConfirmsCallbacks):
+                event = await self._confirm(verifier, event)
         except CallbackRejected as rejected:
             if rejected.alert:
                 await self._alert(provider, rejected, remote)
@@ -237,18 +241,32 @@ class CallbackProcessor:
         matching = [v for v in verifiers if self._routing_keys.get(v.channel_name) == key]
         return matching or verifiers
 
+    async def _confirm(self, verifier: ConfirmsCallbacks, event: CallbackEvent) -> CallbackEvent:
+        """The provider's query must agree before a money-moving notify is recorded. Bounded well
+        inside the provider's reply budget; a query that cannot answer in time rejects, and the
+        provider's next delivery tries again."""
+        with trio.move_on_after(self._confirm_timeout_s):
+            try:
+                return await verifier.confirm_callback(event)
+            except CallbackRejected:
+                raise
+            except Exception as exc:
+                log.exception("callback.confirm_failed", channel=event.channel)
+                raise CallbackRejected("unconfirmed", type(exc).__name__) from exc
+        raise CallbackRejected("unconfirmed", "the confirming query did not answer in time")
+
     def _verify(
         self,
         provider: Provider,
         verifiers: Sequence[CallbackVerifier],
         headers: Mapping[str, str],
         body: bytes,
-    ) -> CallbackEvent:
+    ) -> tuple[CallbackVerifier, CallbackEvent]:
         now = self._clock()
         misses: list[CallbackRejected] = []
         for verifier in self._candidates(provider, verifiers, body):
             try:
-                return verifier.verify_callback(headers, body, now)
+                return verifier, verifier.verify_callback(headers, body, now)
             except CallbackRejected as rejected:
                 if rejected.reason not in _MISS_RANK:
                     raise
@@ -260,7 +278,7 @@ class CallbackProcessor:
         return self._worst(misses)
 
     @staticmethod
-    def _worst(misses: Sequence[CallbackRejected]) -> CallbackEvent:
+    def _worst(misses: Sequence[CallbackRejected]) -> tuple[CallbackVerifier, CallbackEvent]:
         if not misses:
             raise CallbackRejected("no_channel", "no channel could verify the callback")
         worst = max(misses, key=lambda r: (r.alert, _MISS_RANK.get(r.reason, math.inf)))
@@ -296,6 +314,14 @@ class CallbackProcessor:
                 log.warning("callback.hook_timeout", attempt=applied.outcome.attempt_id)
         order_id = applied.outcome.order_id
         if self._updates is not None and order_id is not None:
+            try:
+                await self._publish(applied, order_id)
+            except StoreError as exc:
+                # Committed already: the order re-reads the database; a lost notice costs latency.
+                log.warning("callback.update_not_published", order=order_id, error=str(exc))
+
+    async def _publish(self, applied: AppliedCallback, order_id: str) -> None:
+        if self._updates is not None:
             await self._updates.publish(
                 order_id,
                 {

@@ -13,7 +13,7 @@ inbox row, and the rejection counted under its reason.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +21,8 @@ import pytest
 import trio
 
 from channels.config import ChannelConfig
-from channels.model import HoldRequest, Outcome, Provider
+from channels.interface import CallbackVerifier
+from channels.model import CallbackEvent, HoldRequest, HttpReply, Outcome, Provider
 from channels.unionpay import (
     UNIONPAY_COMPANY,
     ProviderCredentials,
@@ -80,16 +81,34 @@ def _config(sim: ProviderSimProcess, mer_id: str, notify_url: str = "") -> Chann
     )
 
 
+class VerifyOnly:
+    """The channel's own verification without its queryTrans confirmation: for the notifies
+    built by hand below, which UnionPay never sent and so could never confirm. What is tested
+    with it is decided before the switch would ask UnionPay."""
+
+    def __init__(self, channel: UnionPayChannel) -> None:
+        self.channel = channel
+        self.provider = channel.provider
+        self.channel_name = channel.channel_name
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes, now: float) -> CallbackEvent:
+        return self.channel.verify_callback(headers, body, now)
+
+    def ack(self, accepted: bool, message: str = "") -> HttpReply:
+        return self.channel.ack(accepted, message)
+
+
 @asynccontextmanager
 async def switch(
-    store: Store, sim: ProviderSimProcess, mer_id: str
+    store: Store, sim: ProviderSimProcess, mer_id: str, *, confirm: bool = True
 ) -> AsyncIterator[CallbackServer]:
-    verifier = UnionPayChannel.from_config(_config(sim, mer_id))
+    channel = UnionPayChannel.from_config(_config(sim, mer_id))
+    verifier: CallbackVerifier = channel if confirm else VerifyOnly(channel)
     try:
         async with callback_server(store, [verifier], routing_keys={CHANNEL: mer_id}) as server:
             yield server
     finally:
-        await verifier.aclose()
+        await channel.aclose()
 
 
 async def _order(store: Store, amount_fen: int = 20000) -> str:
@@ -135,11 +154,22 @@ async def test_a_good_notify_is_accepted(
     """The baseline every rejection below is a variation of."""
     key = await _order(store)
     body = encode_form(signed_by(_hold_notify(mer_id, key), unionpay.signing))
-    async with switch(store, sim, mer_id) as server:
+    async with switch(store, sim, mer_id, confirm=False) as server:
         response = await server.post(UNIONPAY, body)
         assert (response.status_code, response.content) == (200, b"ok")
         assert server.count(UNIONPAY, "accepted", "applied") == 1
     assert await attempt_state(store, key) == "approved"
+
+
+async def test_a_signed_notify_unionpay_cannot_confirm_is_not_acted_on(
+    store: Store, sim: ProviderSimProcess, mer_id: str, unionpay: ProviderCredentials
+) -> None:
+    """Signed with UnionPay's own key, but queryTrans has never heard of it: ACP's rule is to
+    act on a money-moving notify only after the query agrees, so the switch refuses it."""
+    key = await _order(store)
+    body = encode_form(signed_by(_hold_notify(mer_id, key), unionpay.signing))
+    async with switch(store, sim, mer_id) as server:
+        await _assert_rejected(server, store, key, body, "unconfirmed")
 
 
 # -- case 26: the certificate chain ----------------------------------------------------------
@@ -221,7 +251,7 @@ async def test_case_28_a_signed_notify_for_another_merchant(
 async def test_case_28_a_refund_notify_on_the_payment(
     store: Store, sim: ProviderSimProcess, mer_id: str, unionpay: ProviderCredentials
 ) -> None:
-    async with switch(store, sim, mer_id) as server:
+    async with switch(store, sim, mer_id, confirm=False) as server:
         key = await _order(store)
         refund = _hold_notify(
             mer_id,
@@ -295,9 +325,8 @@ async def test_case_29_a_duplicated_notify_moves_the_attempt_once_and_is_confirm
             assert server.count(UNIONPAY, "accepted", "applied") == 1
             assert server.count(UNIONPAY, "duplicate", "duplicate") == 1
             (applied,) = server.applied
-            # The notify said money moved; ACP wants that confirmed with queryTrans.
+            # The notify said money moved; the switch confirmed it with queryTrans first.
             assert applied.event.raw["confirm_with_query"] is True
-            assert await client.confirm_callback(applied.event) is applied.event
         finally:
             await client.aclose()
 
