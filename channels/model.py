@@ -209,6 +209,9 @@ class CallbackEvent:
     out_refund_no: str | None = None
     succeeded: bool = False  # this event says money moved as its kind describes
     raw: Mapping[str, Any] = field(default_factory=dict)  # decrypted / decoded content
+    # refund_fen is the payment's refunded total so far, not this refund's amount (Alipay's
+    # refund_fee): the switch checks it against its books instead of the refund attempt alone
+    refund_cumulative: bool = False
 
 
 class CallbackRejected(Exception):

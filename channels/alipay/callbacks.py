@@ -110,9 +110,12 @@ def _trade_event(
     total = _amount(fields, "total_amount")
     receipt = _amount(fields, "receipt_amount") if fields.get("receipt_amount") else None
     # refund_fee is the trade's *cumulative* refunded amount (Alipay states no per-refund
-    # amount in a notify): for a trade's first refund it equals that refund, not after it
+    # amount in a notify): for a trade's first refund it equals that refund, not after it, so
+    # the event says so and the switch checks it against all the refunds it has on its books
     refund = _amount(fields, "refund_fee") if fields.get("refund_fee") else 0
     is_refund = refund > 0 and status in _REFUND_STATUSES
+    # out_biz_no is the out_request_no the refund was made with: the switch's refund key
+    refund_key = fields.get("out_biz_no") or fields.get("out_request_no") or None
     return CallbackEvent(
         provider=Provider.ALIPAY,
         channel=channel,
@@ -124,10 +127,11 @@ def _trade_event(
         amount_fen=total,
         paid_fen=receipt,
         refund_fen=refund if is_refund else None,
-        out_refund_no=(fields.get("out_biz_no") or None) if is_refund else None,
+        out_refund_no=refund_key if is_refund else None,
         # a refund notify is only sent for a refund that was made
         succeeded=is_refund or status in PAID_STATUSES,
         raw=dict(fields),
+        refund_cumulative=is_refund,
     )
 
 

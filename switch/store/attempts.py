@@ -15,6 +15,11 @@ answer, and a table shows at a glance that none was forgotten. Three rules shape
   (``declined``/``failed``), or whose order is finished or already paid through another
   attempt, means the customer paid for nothing: the attempt records the truth (``approved``)
   and a refund attempt is journaled for whoever drives refunds (case 16, invariant 4).
+
+Three provider habits get tables of their own: refund figures that are the payment's running
+total (Alipay's ``refund_fee``, ``check_cumulative``), the rest of a pre-authorization that the
+provider unfreezes by itself after a completing capture (``IMPLIED_RELEASE``), and events whose
+provider reference is the hold's own identity (``REF_BOUND_KINDS``, case 24).
 """
 
 from __future__ import annotations
@@ -24,25 +29,35 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from channels.model import CallbackEvent, CallbackKind
 
 __all__ = [
     "ATTEMPT_TRANSITIONS",
+    "CUMULATIVE_REFUND_OPERATIONS",
     "FINAL_STATES",
+    "IMPLIED_BY",
+    "IMPLIED_RELEASE",
     "KIND_OPERATIONS",
+    "REF_BOUND_KINDS",
     "RESULT_TRANSITIONS",
+    "AmountCheck",
     "Effect",
     "EventOutcome",
     "Family",
+    "Implied",
     "MoneyConflict",
     "OrderMoney",
     "Step",
     "apply_money",
+    "check_cumulative",
     "classify",
     "decide",
     "family_of",
+    "implied_step",
     "late_refund_key",
+    "ref_conflicts",
     "result_allowed",
     "stated_amount",
 ]
@@ -120,9 +135,12 @@ _S, _P, _C, _F = (
 FINAL_STATES = frozenset({"approved", "declined", "failed", "reversed"})
 
 
+_Cell = TypeVar("_Cell")
+
+
 def _rows(
-    table: Mapping[str, tuple[Step, Step, Step, Step]],
-) -> dict[tuple[str, EventOutcome], Step]:
+    table: Mapping[str, tuple[_Cell, _Cell, _Cell, _Cell]],
+) -> dict[tuple[str, EventOutcome], _Cell]:
     return {
         (state, outcome): step
         for state, steps in table.items()
@@ -216,10 +234,95 @@ REDIRECTED_KINDS: Mapping[CallbackKind, str] = {
 
 def stated_amount(event: CallbackEvent) -> int:
     """The amount to compare with the attempt's: a refund event states the payment's total
-    and the refund; the refund attempt is for the latter."""
+    and the refund; the refund attempt is for the latter. A cumulative refund figure is not
+    the attempt's alone: see ``check_cumulative``."""
     if event.kind is CallbackKind.REFUND and event.refund_fen is not None:
         return event.refund_fen
     return event.amount_fen
+
+
+class AmountCheck(enum.Enum):
+    MATCH = "match"  # the event's amount is the attempt's (or the books' with it)
+    OLD = "old"  # a running total our books have passed already: acknowledge, change nothing
+    AHEAD = "ahead"  # a running total counting refunds still in flight: refuse until they land
+    MISMATCH = "mismatch"  # no reading of our books explains it: reject and alert
+
+
+# The operations a provider's running refund total counts: Alipay's refund_fee sums the
+# trade.refund refunds of the trade; a release there is an unfreeze, never in it.
+CUMULATIVE_REFUND_OPERATIONS = frozenset({"refund"})
+
+
+def check_cumulative(
+    cumulative_fen: int, amount_fen: int, *, approved_others: int, in_flight_others: int
+) -> AmountCheck:
+    """Judge a refund event whose figure is the payment's refunded total *after* the refund
+    it names (of ``amount_fen``), against our books: the payment's other refunds that are
+    approved and that are still in flight.
+
+    Our books with this refund in them must show the same total. A lower total (but one that
+    at least holds this refund) was sent before refunds we have recorded since: an old notify,
+    and forward only means it changes nothing; the refund it names, if still in flight, is
+    left to its own response or query. A higher total that the in-flight refunds can explain
+    was sent after refunds whose results we have not recorded yet: refused, so that the
+    provider's retry finds the books caught up. Anything else is not ours to explain.
+    """
+    expected = approved_others + amount_fen
+    if cumulative_fen == expected:
+        return AmountCheck.MATCH
+    if amount_fen <= cumulative_fen < expected:
+        return AmountCheck.OLD
+    if expected < cumulative_fen <= expected + in_flight_others:
+        return AmountCheck.AHEAD
+    return AmountCheck.MISMATCH
+
+
+# Kinds whose provider reference is the hold's own identity (Alipay's auth_no on freeze and
+# unfreeze notifies), so an event naming our hold with another one is about a hold that is not
+# ours (case 24). Payment events carry the trade's own reference (WeChat transaction_id vs the
+# prepay_id, Alipay trade_no vs auth_no) and are not bound.
+REF_BOUND_KINDS = frozenset({CallbackKind.HOLD, CallbackKind.RELEASE})
+
+
+def ref_conflicts(recorded: str | None, stated: str | None) -> bool:
+    """An attempt whose provider reference is not known yet (its response not persisted,
+    case 15) takes the event's; one that has it only takes events that state the same."""
+    return bool(recorded) and bool(stated) and recorded != stated
+
+
+class Implied(enum.Enum):
+    """What to do with an event for an operation we never journaled, but that an attempt of
+    ours implied (``IMPLIED_BY``)."""
+
+    RECORD = "record"  # the provider confirms what the attempt implied: money on the order
+    WAIT = "wait"  # the implying attempt is in flight: refuse for now, the provider retries
+    UNKNOWN = "unknown"  # nothing of ours implies it: reject and alert
+
+
+# A release event naming only the hold, for an order without a release attempt: Alipay
+# unfreezes the rest of a pre-authorization by itself when a capture completes it
+# (auth_confirm_mode COMPLETE), with no request number of ours.
+IMPLIED_BY: Mapping[CallbackKind, str] = {CallbackKind.RELEASE: "capture"}
+
+_REC, _WAIT, _UNK = Implied.RECORD, Implied.WAIT, Implied.UNKNOWN
+# fmt: off
+IMPLIED_RELEASE: Mapping[tuple[str, EventOutcome], Implied] = _rows({
+    #  capture      SUCCEEDED  PENDING  CLOSED  FAILED
+    "requested": (_WAIT,     _UNK,    _UNK,   _UNK),
+    "pending":   (_WAIT,     _UNK,    _UNK,   _UNK),
+    "unknown":   (_WAIT,     _UNK,    _UNK,   _UNK),
+    "approved":  (_REC,      _UNK,    _UNK,   _UNK),
+    "declined":  (_UNK,      _UNK,    _UNK,   _UNK),
+    "failed":    (_UNK,      _UNK,    _UNK,   _UNK),
+    "reversed":  (_UNK,      _UNK,    _UNK,   _UNK),
+})
+# fmt: on
+
+
+def implied_step(state: str, outcome: EventOutcome) -> Implied:
+    """Only a completed capture implies that the rest was unfrozen, and only a successful
+    unfreeze is what it implied; anything else is as unknown as it was."""
+    return IMPLIED_RELEASE.get((state, outcome), Implied.UNKNOWN)
 
 
 class MoneyConflict(ValueError):

@@ -14,11 +14,15 @@ A verified ``CallbackEvent`` is recorded in one transaction that
    the provider's response still finds its attempt (case 15);
 3. locks the order, then the attempt (always in that order, as every writer of orders must), and
    checks the business: unknown key, another provider or channel, a kind that does not fit the
-   attempt's operation, an amount that differs. Any of these rolls everything back and raises
-   ``CallbackRejected``: the provider keeps retrying, and the event is never acknowledged and
-   dropped (case 11). Alerts for them are written after the rollback, on their own;
+   attempt's operation, a hold reference that is not the hold's (case 24), an amount that
+   differs (a running refund total is checked against all the payment's refunds). Any of these
+   rolls everything back and raises ``CallbackRejected``: the provider keeps retrying, and the
+   event is never acknowledged and dropped (case 11). Alerts for them are written after the
+   rollback, on their own;
 4. applies the forward-only step of ``attempts.decide`` to the attempt and the order's money,
-   and for a late success journals a refund attempt (key ``<attempt id>-LR``) and an alert.
+   and for a late success journals a refund attempt (key ``<attempt id>-LR``) and an alert. A
+   release we never asked for but a completed capture implied (``attempts.IMPLIED_BY``) moves
+   only the order's money, recorded against the capture.
 
 Only when this returns has the transaction committed, and only then may the caller acknowledge.
 """
@@ -36,18 +40,27 @@ from channels.model import CallbackEvent, CallbackKind, CallbackRejected
 
 from .alerts import record_alert, to_json
 from .attempts import (
+    CUMULATIVE_REFUND_OPERATIONS,
+    IMPLIED_BY,
     KIND_OPERATIONS,
     REDIRECTED_KINDS,
+    REF_BOUND_KINDS,
+    AmountCheck,
     Effect,
     EventOutcome,
     Family,
+    Implied,
     MoneyConflict,
     OrderMoney,
+    Step,
     apply_money,
+    check_cumulative,
     classify,
     decide,
     family_of,
+    implied_step,
     late_refund_key,
+    ref_conflicts,
     result_allowed,
     stated_amount,
 )
@@ -113,6 +126,7 @@ def _event_details(event: CallbackEvent) -> dict[str, Any]:
         "provider_ref": event.provider_ref,
         "amount_fen": event.amount_fen,
         "refund_fen": event.refund_fen,
+        "refund_cumulative": event.refund_cumulative,
     }
 
 
@@ -179,19 +193,12 @@ async def _record(
             None if first is None else first["attempt_id"],
         )
 
-    attempt = await _locked_attempt(tx, event)
+    attempt, implied = await _locked_attempt(tx, event)
     previous = attempt["state"]
     operation = attempt["operation"]
     family = family_of(operation)
     if family is None:
         raise CallbackRejected("kind_mismatch", f"a {operation} attempt takes no callbacks")
-    if stated_amount(event) != attempt["amount_fen"]:
-        raise CallbackRejected(
-            "amount_mismatch",
-            f"event states {stated_amount(event)} fen, attempt {attempt['id']} is for "
-            f"{attempt['amount_fen']} fen",
-            alert=True,
-        )
     order = await tx.fetchrow(
         "SELECT terminal, held_fen, captured_fen, released_fen, refunded_fen FROM orders"
         " WHERE id = $1",
@@ -199,16 +206,21 @@ async def _record(
     )
     if order is None:  # the foreign key makes this impossible; refuse rather than guess
         raise CallbackRejected("unknown_order", f"attempt {attempt['id']} has no order", alert=True)
-    wants_money = True
-    if family is Family.COLLECT:
-        wants_money = not order["terminal"] and not await _paid_elsewhere(tx, attempt)
+    if implied:
+        return await _record_implied_release(tx, inbox_id, event, attempt, order)
     outcome = classify(event)
-    step = decide(family, previous, outcome, order_wants_money=wants_money)
+    if await _check_amount(tx, event, attempt) is AmountCheck.OLD:
+        step = Step(None, Effect.IGNORE)
+    else:
+        wants_money = True
+        if family is Family.COLLECT:
+            wants_money = not order["terminal"] and not await _paid_elsewhere(tx, attempt)
+        step = decide(family, previous, outcome, order_wants_money=wants_money)
 
     refund_id = None
     if step.effect is not Effect.IGNORE:
         if outcome is EventOutcome.SUCCEEDED:
-            await _apply_money(tx, attempt, order)
+            await _apply_money(tx, attempt["order_id"], order, operation, attempt["amount_fen"])
         await tx.execute(
             "UPDATE payment_attempts SET state = $2, provider_ref = coalesce(provider_ref, $3),"
             " reason = $4, resolved_at = CASE WHEN $2 IN ('approved', 'declined', 'failed',"
@@ -228,15 +240,12 @@ async def _record(
             details={**_event_details(event), "attempt": attempt["id"], "was": previous},
         )
 
-    applied = step.effect is not Effect.IGNORE
-    await tx.execute(
-        "UPDATE callback_inbox SET state = $2, result = $3, order_id = $4, attempt_id = $5,"
-        " processed_at = now() WHERE id = $1",
+    await _close_inbox(
+        tx,
         inbox_id,
-        "applied" if applied else "ignored",
-        f"{previous}->{step.state or previous} ({step.effect.value}, {outcome.value})",
-        attempt["order_id"],
-        attempt["id"],
+        attempt,
+        applied=step.effect is not Effect.IGNORE,
+        result=f"{previous}->{step.state or previous} ({step.effect.value}, {outcome.value})",
     )
     return CallbackOutcome(
         _DISPOSITIONS[step.effect],
@@ -253,13 +262,29 @@ async def _record(
 # release or capture event may name only the hold (see REDIRECTED_KINDS).
 _OWN_KEY_KINDS = frozenset({CallbackKind.REFUND, CallbackKind.RELEASE, CallbackKind.CAPTURE})
 _ATTEMPT_COLUMNS = (
-    "id, order_id, attempt_no, channel, provider, operation, idempotency_key, amount_fen, state"
+    "id, order_id, attempt_no, channel, provider, operation, idempotency_key, amount_fen, state,"
+    " provider_ref"
 )
 
 
-async def _locked_attempt(tx: Transaction, event: CallbackEvent) -> Row:
+async def _close_inbox(
+    tx: Transaction, inbox_id: int, attempt: Row, *, applied: bool, result: str
+) -> None:
+    await tx.execute(
+        "UPDATE callback_inbox SET state = $2, result = $3, order_id = $4, attempt_id = $5,"
+        " processed_at = now() WHERE id = $1",
+        inbox_id,
+        "applied" if applied else "ignored",
+        result,
+        attempt["order_id"],
+        attempt["id"],
+    )
+
+
+async def _locked_attempt(tx: Transaction, event: CallbackEvent) -> tuple[Row, bool]:
     """The attempt the event is about, locked after its order (the lock order every writer of
-    orders and attempts follows), with the provider, channel and kind checks done."""
+    orders and attempts follows), with the provider, channel, kind and reference checks done;
+    and whether the event is about an operation that attempt only implied (``IMPLIED_BY``)."""
     if event.kind in _OWN_KEY_KINDS and event.out_refund_no:
         key = event.out_refund_no
     elif event.kind is CallbackKind.REFUND:
@@ -278,15 +303,14 @@ async def _locked_attempt(tx: Transaction, event: CallbackEvent) -> Row:
     )
     if attempt is None:  # deleted between the two reads: attempts are never deleted
         raise CallbackRejected("unknown_order", f"attempt {key!r} vanished", alert=True)
+    named, implied = attempt, False
     redirect = REDIRECTED_KINDS.get(event.kind)
     if redirect is not None and attempt["operation"] == "hold":
-        target = await tx.fetchrow(
-            f"SELECT {_ATTEMPT_COLUMNS} FROM payment_attempts WHERE order_id = $1"
-            " AND operation = $2 ORDER BY (state IN ('requested', 'pending', 'unknown')) DESC,"
-            " attempt_no DESC LIMIT 1 FOR UPDATE",
-            attempt["order_id"],
-            redirect,
-        )
+        target = await _order_attempt(tx, attempt["order_id"], redirect)
+        implier = IMPLIED_BY.get(event.kind)
+        if target is None and implier is not None:
+            target = await _order_attempt(tx, attempt["order_id"], implier)
+            implied = target is not None
         if target is None:
             raise CallbackRejected(
                 "unknown_attempt",
@@ -305,11 +329,130 @@ async def _locked_attempt(tx: Transaction, event: CallbackEvent) -> Row:
             f"attempt {attempt['id']} went through {attempt['channel']}, not {event.channel}",
             alert=True,
         )
-    if attempt["operation"] not in KIND_OPERATIONS[event.kind]:
+    if not implied and attempt["operation"] not in KIND_OPERATIONS[event.kind]:
         raise CallbackRejected(
             "kind_mismatch", f"a {event.kind.value} event for a {attempt['operation']} attempt"
         )
-    return attempt
+    bound = event.kind in REF_BOUND_KINDS and named["operation"] == "hold"
+    if bound and ref_conflicts(named["provider_ref"], event.provider_ref):
+        raise CallbackRejected(
+            "provider_ref_mismatch",
+            f"a {event.kind.value} event for {event.provider_ref!r}, hold {named['id']} is "
+            f"{named['provider_ref']!r}",
+            alert=True,
+        )
+    return attempt, implied
+
+
+async def _order_attempt(tx: Transaction, order_id: str, operation: str) -> Row | None:
+    """The order's attempt of ``operation`` an event naming only the hold is about: the one
+    still in flight, else the latest."""
+    return await tx.fetchrow(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM payment_attempts WHERE order_id = $1"
+        " AND operation = $2 ORDER BY (state IN ('requested', 'pending', 'unknown')) DESC,"
+        " attempt_no DESC LIMIT 1 FOR UPDATE",
+        order_id,
+        operation,
+    )
+
+
+async def _check_amount(tx: Transaction, event: CallbackEvent, attempt: Row) -> AmountCheck:
+    """The event's amount against the attempt's; a running refund total (Alipay's refund_fee)
+    against the payment's refunds on our books. Raises for what must not be acknowledged."""
+    amount = attempt["amount_fen"]
+    if event.refund_cumulative and event.refund_fen is not None:
+        approved, in_flight = await _other_refunds(tx, event, attempt)
+        check = check_cumulative(
+            event.refund_fen, amount, approved_others=approved, in_flight_others=in_flight
+        )
+        detail = (
+            f"event states {event.refund_fen} fen refunded in all; attempt {attempt['id']} is "
+            f"for {amount} fen after {approved} fen approved and {in_flight} fen in flight"
+        )
+    else:
+        check = AmountCheck.MATCH if stated_amount(event) == amount else AmountCheck.MISMATCH
+        detail = (
+            f"event states {stated_amount(event)} fen, attempt {attempt['id']} is for {amount} fen"
+        )
+    if check is AmountCheck.MISMATCH:
+        raise CallbackRejected("amount_mismatch", detail, alert=True)
+    if check is AmountCheck.AHEAD:  # the provider retries; by then the books have caught up
+        raise CallbackRejected("out_of_order", detail)
+    return check
+
+
+async def _other_refunds(tx: Transaction, event: CallbackEvent, attempt: Row) -> tuple[int, int]:
+    """The payment's other refunds, approved and in flight, in fen: the order's refunds through
+    the same channel, of the same provider trade where the attempt knows it (the order is
+    locked, so none of them moves while we count)."""
+    row = await tx.fetchrow(
+        "SELECT coalesce(sum(amount_fen) FILTER (WHERE state = 'approved'), 0)::bigint AS done,"
+        " coalesce(sum(amount_fen) FILTER (WHERE state IN ('requested', 'pending', 'unknown')),"
+        " 0)::bigint AS open FROM payment_attempts WHERE order_id = $1 AND channel = $2"
+        " AND operation = ANY($3::text[]) AND id <> $4"
+        " AND (provider_ref IS NULL OR $5::text IS NULL OR provider_ref = $5)",
+        attempt["order_id"],
+        attempt["channel"],
+        sorted(CUMULATIVE_REFUND_OPERATIONS),
+        attempt["id"],
+        event.provider_ref,
+    )
+    if row is None:  # an aggregate always answers one row
+        return 0, 0
+    return int(row["done"]), int(row["open"])
+
+
+async def _record_implied_release(
+    tx: Transaction, inbox_id: int, event: CallbackEvent, capture: Row, order: Row
+) -> CallbackOutcome:
+    """The rest of the hold, unfrozen by the provider after a capture that completed it (Alipay
+    auth_confirm_mode COMPLETE) when the order journaled no release: the provider confirms what
+    the capture implied. It moves the order's released money when it is exactly what the books
+    still hold (held - captured), is old news once the books show it released, and is recorded
+    against the capture, which it leaves as it is."""
+    state = capture["state"]
+    outcome = classify(event)
+    verdict = implied_step(state, outcome)
+    if verdict is Implied.WAIT:
+        raise CallbackRejected(
+            "out_of_order", f"capture {capture['id']} is {state}: the rest waits for it"
+        )
+    if verdict is Implied.UNKNOWN:
+        raise CallbackRejected(
+            "unknown_attempt",
+            f"a {event.kind.value} ({outcome.value}) event for order {capture['order_id']}, "
+            f"which has no release attempt and a {state} capture",
+            alert=True,
+        )
+    money = OrderMoney(
+        order["held_fen"], order["captured_fen"], order["released_fen"], order["refunded_fen"]
+    )
+    if money.captured_fen == 0:
+        raise CallbackRejected(
+            "out_of_order", f"capture {capture['id']}'s money is not on order yet"
+        )
+    rest = money.held_fen - money.captured_fen
+    if event.amount_fen != rest:
+        raise CallbackRejected(
+            "amount_mismatch",
+            f"event releases {event.amount_fen} fen, order {capture['order_id']} holds "
+            f"{money.held_fen} fen and captured {money.captured_fen} fen",
+            alert=True,
+        )
+    applied = money.released_fen < rest
+    if applied:
+        await _apply_money(tx, capture["order_id"], order, "release", rest)
+    effect = Effect.APPLY if applied else Effect.IGNORE
+    await _close_inbox(
+        tx,
+        inbox_id,
+        capture,
+        applied=applied,
+        result=f"{state}->{state} (implied_release:{effect.value}, {outcome.value})",
+    )
+    return CallbackOutcome(
+        _DISPOSITIONS[effect], inbox_id, capture["order_id"], capture["id"], state, state
+    )
 
 
 async def _paid_elsewhere(tx: Transaction, attempt: Row) -> bool:
@@ -322,18 +465,20 @@ async def _paid_elsewhere(tx: Transaction, attempt: Row) -> bool:
     return bool(other)
 
 
-async def _apply_money(tx: Transaction, attempt: Row, order: Row) -> None:
+async def _apply_money(
+    tx: Transaction, order_id: str, order: Row, operation: str, amount_fen: int
+) -> None:
     money = OrderMoney(
         order["held_fen"], order["captured_fen"], order["released_fen"], order["refunded_fen"]
     )
     try:
-        new = apply_money(money, attempt["operation"], attempt["amount_fen"])
+        new = apply_money(money, operation, amount_fen)
     except MoneyConflict as exc:
         raise CallbackRejected("out_of_order", str(exc)) from exc
     await tx.execute(
         "UPDATE orders SET held_fen = $2, captured_fen = $3, released_fen = $4,"
         " refunded_fen = $5, updated_at = now() WHERE id = $1",
-        attempt["order_id"],
+        order_id,
         new.held_fen,
         new.captured_fen,
         new.released_fen,

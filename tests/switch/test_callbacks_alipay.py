@@ -28,13 +28,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from channels.alipay import AlipayChannel, encode_form, load_provider, sign_notify
 from channels.alipay.requests import CHINA
 from channels.config import ChannelConfig
-from channels.model import HoldRequest, Outcome, Provider
+from channels.model import CaptureRequest, HoldRequest, Outcome, Provider, RefundRequest
 from channels.sim.alipay_notify import fund_auth_fields, notify_send, trade_sync_fields
 from switch.store import Store
-from tests.channels.provider_sim import ProviderSimProcess
+from switch.store.payments import advance_attempt
+from tests.channels.provider_sim import ControlClient, ProviderSimProcess
 from tests.switch.callback_harness import (
     CallbackServer,
     alerts,
+    attempt_row,
     attempt_state,
     callback_server,
     create_attempt,
@@ -125,6 +127,30 @@ class AlipaySide:
         )
         fields.update(overrides)
         return fields
+
+    def unfreeze_rest(self, key: str, amount_fen: int, captured_fen: int) -> dict[str, str]:
+        """The unfreeze Alipay makes by itself when a capture completes the hold: it names the
+        hold (out_order_no, auth_no) and no request of ours (out_request_no empty)."""
+        now = _stamp()
+        return fund_auth_fields(
+            notify_type="fund_auth_unfreeze",
+            app_id=self.app_id,
+            seller_id=self.seller_id,
+            notify_id=unique_key("N"),
+            auth_no=f"2026112010002001{key[-12:]}",
+            out_order_no=key,
+            operation_id=f"20261120100021{key[-12:]}",
+            out_request_no="",
+            amount_fen=amount_fen,
+            status="SUCCESS",
+            total_freeze_fen=amount_fen + captured_fen,
+            total_unfreeze_fen=amount_fen,
+            total_pay_fen=captured_fen,
+            rest_fen=0,
+            payer_user_id="2088102177846880",
+            gmt_create=now,
+            gmt_trans=now,
+        )
 
     def send(self, fields: dict[str, str]) -> tuple[dict[str, str], bytes]:
         """Signed and encoded exactly as the simulator sends a notify."""
@@ -399,6 +425,179 @@ async def test_case24_bad_freeze_notifies_are_rejected_and_alerted(
         await _accepted(server, *side.send(side.freeze(key)))  # the right one is applied
     assert await attempt_state(store, key) == "approved"
     assert (await order_money(store, key))["held_fen"] == AMOUNT
+
+
+async def test_case24_freeze_naming_our_hold_with_another_auth_no(
+    store: Store, side: AlipaySide
+) -> None:
+    """Once the freeze response recorded the hold's auth_no, a freeze notify for our
+    out_order_no with another auth_no is about a hold that is not ours: reject and alert."""
+    key = await _order(store)
+    auth_no = side.freeze(key)["auth_no"]
+    recorded = await advance_attempt(store.db, key, "pending", provider_ref=auth_no)
+    assert recorded.changed
+    async with switch(store, side) as server:
+        foreign = side.send(side.freeze(key, auth_no="2026112010002001999999999999"))
+        response = await server.post(ALIPAY, foreign[1], foreign[0])
+        assert (response.status_code, response.content) == (200, b"fail")
+        assert server.count(ALIPAY, "rejected", "provider_ref_mismatch") == 1
+        assert await attempt_state(store, key) == "pending"
+        assert await inbox_rows(store, order_id=key) == []
+        [alert] = await alerts(store, subject=key)
+        assert (alert.kind, alert.details["reason"]) == (
+            "callback_rejected",
+            "provider_ref_mismatch",
+        )
+        await _accepted(server, *side.send(side.freeze(key)))
+    row = await attempt_row(store, key)
+    assert row is not None and (row["state"], row["provider_ref"]) == ("approved", auth_no)
+
+
+async def test_case15_freeze_notify_before_the_response_records_the_auth_no(
+    store: Store, side: AlipaySide
+) -> None:
+    key = await _order(store)
+    async with switch(store, side) as server:
+        notify = side.freeze(key)
+        await _accepted(server, *side.send(notify))
+    row = await attempt_row(store, key)
+    assert row is not None and (row["state"], row["provider_ref"]) == (
+        "approved",
+        notify["auth_no"],
+    )
+    late = await advance_attempt(store.db, key, "pending", provider_ref=notify["auth_no"])
+    assert (late.state, late.changed) == ("approved", False)
+    assert await alerts(store, subject=key) == []
+
+
+# --- the rest of a pre-authorization, unfrozen by Alipay ----------------------------------------
+
+
+async def test_the_rest_unfrozen_after_a_completing_capture_is_acknowledged(
+    store: Store, side: AlipaySide
+) -> None:
+    """trade.pay with auth_confirm_mode COMPLETE makes Alipay unfreeze the rest by itself, with
+    no request number of ours; the order journaled no release for it. The notify confirms what
+    the capture implied: recorded against the capture, no alert, no 25 hours of retries."""
+    key = await _order(store)
+    captured, rest = 21000, AMOUNT - 21000
+    async with switch(store, side) as server:
+        await _accepted(server, *side.send(side.freeze(key)))
+        capture = await create_attempt(
+            store,
+            order_id=key,
+            operation="capture",
+            key=f"{key}S",
+            amount_fen=captured,
+            state="approved",
+        )
+        await set_order_money(store, key, captured_fen=captured)
+        unfrozen = side.send(side.unfreeze_rest(key, rest, captured))
+        await _accepted(server, *unfrozen)
+        await _accepted(server, *unfrozen)  # Alipay sending it again: the same notify_id
+        assert server.count(ALIPAY, "accepted", "applied") == 2
+        assert server.count(ALIPAY, "duplicate", "duplicate") == 1
+        assert server.applied[-1].outcome.attempt_id == capture
+
+        # an unfreeze for an order with neither a capture nor a release is still unknown
+        other = await _order(store)
+        await _accepted(server, *side.send(side.freeze(other)))
+        headers, body = side.send(side.unfreeze_rest(other, AMOUNT, 0))
+        response = await server.post(ALIPAY, body, headers)
+        assert response.content == b"fail"
+        assert server.count(ALIPAY, "rejected", "unknown_attempt") == 1
+    assert await order_money(store, key) == {
+        "held_fen": AMOUNT,
+        "captured_fen": captured,
+        "released_fen": rest,
+        "refunded_fen": 0,
+    }
+    assert await attempt_state(store, f"{key}S") == "approved"
+    states = [(r["state"], r["attempt_id"]) for r in await inbox_rows(store, order_id=key)]
+    assert states == [("applied", f"{key}-1"), ("applied", capture)]
+    assert await alerts(store, subject=key) == []
+    assert [a.details["reason"] for a in await alerts(store, subject=other)] == ["unknown_attempt"]
+    assert (await order_money(store, other))["released_fen"] == 0
+
+
+# --- refunds: refund_fee is the trade's running total ---------------------------------------
+
+
+def _sends(records: list[dict[str, Any]], url: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["url"] == url and r["status"] is not None]
+
+
+async def _await_sends(control: ControlClient, url: str, count: int) -> list[dict[str, Any]]:
+    records = await control.await_callbacks(
+        lambda rs: len(_sends(rs, url)) >= count, provider="alipay"
+    )
+    return _sends(records, url)
+
+
+async def test_partial_refunds_notified_by_the_simulator_are_applied(
+    store: Store, side: AlipaySide, sim: ProviderSimProcess
+) -> None:
+    """The simulator freezes, captures and refunds twice, and notifies the switch as Alipay
+    does: each refund notify's refund_fee is the trade's refunded total (100.00, then 150.00),
+    which the switch checks against the refunds on its books."""
+    key = await _order(store)
+    control = sim.control
+    refunds = ((f"{key}R1", 10000), (f"{key}R2", 5000))
+    async with switch(store, side) as server:
+        url = f"{server.url}/callbacks/alipay"
+        client = AlipayChannel.from_config(side.config(sim.url("alipay"), url))
+        try:
+            now = datetime.now(CHINA)
+            hold = await client.hold(
+                HoldRequest(key, AMOUNT, "92#汽油", "", url, now, now + timedelta(minutes=5))
+            )
+            assert hold.outcome is Outcome.PENDING
+            await control.acustomer("alipay", key, "pay")
+            assert [r["accepted"] for r in await _await_sends(control, url, 1)] == [True]
+            # the order layer captures all of it (nothing is left to unfreeze) and records it
+            sale = f"{key}S"
+            await create_attempt(
+                store, order_id=key, operation="capture", key=sale, amount_fen=AMOUNT
+            )
+            paid = await client.capture(
+                CaptureRequest(key, sale, AMOUNT, AMOUNT, now, provider_ref=hold.provider_ref)
+            )
+            assert paid.outcome is Outcome.APPROVED and paid.provider_ref is not None
+            await advance_attempt(store.db, sale, "approved", provider_ref=paid.provider_ref)
+            await set_order_money(store, key, captured_fen=AMOUNT)
+            await _await_sends(control, url, 2)  # the trade's TRADE_SUCCESS
+            for sent, (refund_key, amount) in enumerate(refunds, start=3):
+                await create_attempt(
+                    store, order_id=key, operation="refund", key=refund_key, amount_fen=amount
+                )
+                done = await client.refund(
+                    RefundRequest(key, refund_key, amount, AMOUNT, "退款", now)
+                )
+                assert done.outcome is Outcome.APPROVED
+                await _await_sends(control, url, sent)
+        finally:
+            await client.aclose()
+        records = await _await_sends(control, url, 4)
+        assert [r["accepted"] for r in records] == [True] * 4
+        assert server.count(ALIPAY, "accepted", "applied") == 3  # the freeze, the two refunds
+
+        # the first refund's figure in a later notify: older than the books, changes nothing
+        money = await order_money(store, key)
+        old = side.trade(key, refund_fee_fen=10000, out_biz_no=refunds[0][0])
+        await _accepted(server, *side.send({**old, "trade_no": paid.provider_ref}))
+        assert server.count(ALIPAY, "ignored", "ignored") == 2  # with the trade's own notify
+    for refund_key, _ in refunds:
+        row = await attempt_row(store, refund_key)
+        assert row is not None
+        assert (row["state"], row["provider_ref"]) == ("approved", paid.provider_ref)
+    assert await order_money(store, key) == money
+    assert money["refunded_fen"] == 15000
+    totals = [
+        r["body"] for r in await inbox_rows(store, order_id=key) if b"refund_fee" in r["body"]
+    ]
+    assert [b"refund_fee=100.00" in t for t in totals] == [True, False, True]
+    assert [b"refund_fee=150.00" in t for t in totals] == [False, True, False]
+    assert await alerts(store, subject=key) == []
 
 
 # --- case 25 ---------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def test_paid_trade_notify_becomes_a_payment_event() -> None:
     )
     assert (event.amount_fen, event.paid_fen, event.refund_fen) == (30000, 30000, None)
     assert event.raw["subject"] == "92#汽油 300元"
+    assert not event.refund_cumulative
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,8 @@ def test_partial_refund_is_trade_success_with_refund_fee() -> None:
         "FS20261120000101-R1",
         30000,
     )
+    # refund_fee is the trade's refunded total so far, not this refund's amount
+    assert event.refund_cumulative
 
 
 def test_full_refund_is_trade_closed_with_refund_fee() -> None:
@@ -95,6 +98,14 @@ def test_full_refund_is_trade_closed_with_refund_fee() -> None:
     event = verify(signed_notify(fields))
     assert event.kind is CallbackKind.REFUND
     assert (event.status, event.refund_fen, event.succeeded) == ("TRADE_CLOSED", 30000, True)
+    assert (event.out_refund_no, event.refund_cumulative) == ("R2", True)
+
+
+def test_refund_named_by_out_request_no_when_out_biz_no_is_absent() -> None:
+    fields = trade_notify_fields(refund_fee="43.20", out_request_no="FS20261120000101-R1")
+    del fields["out_biz_no"]
+    event = verify(signed_notify(fields))
+    assert (event.kind, event.out_refund_no) == (CallbackKind.REFUND, "FS20261120000101-R1")
 
 
 def test_freeze_notify_becomes_a_hold_event_keyed_by_out_order_no() -> None:
@@ -105,6 +116,7 @@ def test_freeze_notify_becomes_a_hold_event_keyed_by_out_order_no() -> None:
         "2026112010002001230012345678",
     )
     assert (event.amount_fen, event.status, event.succeeded) == (30000, "SUCCESS", True)
+    assert not event.refund_cumulative
 
 
 def test_unfreeze_notify_becomes_a_release_event() -> None:
