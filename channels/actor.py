@@ -98,12 +98,15 @@ class ChannelControl:
 _Perform = Callable[[Channel, Any], Awaitable[Any]]
 _OPERATIONS: Final[Mapping[type, tuple[Operation, _Perform]]] = {
     Hold: (Operation.HOLD, lambda ch, m: ch.hold(m.request)),
-    Query: (Operation.QUERY, lambda ch, m: ch.query(m.key, m.provider_ref)),
+    Query: (Operation.QUERY, lambda ch, m: ch.query(m.key, m.provider_ref, sent_at=m.sent_at)),
     Capture: (Operation.CAPTURE, lambda ch, m: ch.capture(m.request)),
     Release: (Operation.RELEASE, lambda ch, m: ch.release(m.request)),
-    Close: (Operation.CLOSE, lambda ch, m: ch.close(m.key, m.provider_ref)),
+    Close: (Operation.CLOSE, lambda ch, m: ch.close(m.key, m.provider_ref, sent_at=m.sent_at)),
     Refund: (Operation.REFUND, lambda ch, m: ch.refund(m.request)),
-    RefundQuery: (Operation.REFUND_QUERY, lambda ch, m: ch.refund_query(m.key, m.refund_key)),
+    RefundQuery: (
+        Operation.REFUND_QUERY,
+        lambda ch, m: ch.refund_query(m.key, m.refund_key, sent_at=m.sent_at),
+    ),
     FetchBill: (Operation.BILL, lambda ch, m: ch.bill(m.bill_date)),
 }
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from channels.health import HealthSnapshot
@@ -70,6 +70,7 @@ class Hold:
 class Query:
     key: str
     provider_ref: str | None = None
+    sent_at: datetime | None = None  # the journaled time of the request that created ``key``
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ class Release:
 class Close:
     key: str
     provider_ref: str | None = None
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,7 @@ class Refund:
 class RefundQuery:
     key: str
     refund_key: str
+    sent_at: datetime | None = None  # the journaled time of the request that created it
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ journals each attempt and the router decides.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 from channels.model import (
@@ -67,17 +67,33 @@ class Channel(CallbackVerifier, Protocol):
 
     async def hold(self, request: HoldRequest) -> ChannelResult: ...
 
-    async def query(self, key: str, provider_ref: str | None = None) -> ChannelResult: ...
+    async def query(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
+        """The payment ``key`` as the provider has it now. ``sent_at``: the journaled time of
+        the request that created ``key``; providers that identify a transaction by time
+        (UnionPay's txnTime) need it after a restart; others ignore it."""
+        ...
 
     async def capture(self, request: CaptureRequest) -> ChannelResult: ...
 
     async def release(self, request: ReleaseRequest) -> ChannelResult: ...
 
-    async def close(self, key: str, provider_ref: str | None = None) -> ChannelResult: ...
+    async def close(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
+        """Close the unpaid payment ``key``. ``sent_at``: as for ``query``."""
+        ...
 
     async def refund(self, request: RefundRequest) -> ChannelResult: ...
 
-    async def refund_query(self, key: str, refund_key: str) -> ChannelResult: ...
+    async def refund_query(
+        self, key: str, refund_key: str, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
+        """The refund ``refund_key`` of payment ``key``. ``sent_at``: the journaled time of the
+        request that created ``refund_key``; providers that identify a transaction by time
+        (UnionPay's txnTime) need it after a restart; others ignore it."""
+        ...
 
     async def bill(self, bill_date: date) -> Bill: ...
 

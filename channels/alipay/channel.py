@@ -226,7 +226,10 @@ class AlipayChannel:
             },
         )
 
-    async def query(self, key: str, provider_ref: str | None = None) -> ChannelResult:
+    async def query(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
+        """``sent_at`` is ignored: Alipay finds an order by its out_order_no alone."""
         op = Operation.QUERY
         got = await self._exchange(
             op,
@@ -328,7 +331,9 @@ class AlipayChannel:
             reason=None if done else info.status,
         )
 
-    async def close(self, key: str, provider_ref: str | None = None) -> ChannelResult:
+    async def close(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
         op = Operation.CLOSE
         got = await self._exchange(
             op, key, lambda: fund_operation_cancel(key, key, "订单关闭"), _now(), moves_money=True
@@ -385,7 +390,9 @@ class AlipayChannel:
             client_data={"refund_fee_fen": info.refund_fee_fen},
         )
 
-    async def refund_query(self, key: str, refund_key: str) -> ChannelResult:
+    async def refund_query(
+        self, key: str, refund_key: str, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
         op = Operation.REFUND_QUERY
         got = await self._exchange(op, key, lambda: trade_refund_query(key, refund_key), _now())
         if isinstance(got, ChannelResult):

@@ -23,14 +23,20 @@ accepted unless ``cfg.options["sign_methods"]`` lists 11/12 and the keys directo
 ``secure_key`` they need.
 
 A query by orderId needs the transaction's own ``txnTime``. The channel remembers the txnTime
-of every request it sent and every notify it verified; for a key it has not seen (after a
-restart) it queries by UnionPay's queryId when the caller passes one as ``provider_ref``.
+of every request it sent and every notify it verified. For a key it has not seen (after a
+restart) the order layer passes ``sent_at``, the journaled ``created_at`` of the request that
+created the key: the channel formats it exactly as that request formatted its txnTime (Beijing
+time, to the second). Failing that it queries by UnionPay's queryId when the caller passes one
+as ``provider_ref``. A restarted channel also no longer knows a hold's follow-ups, so the order
+layer queries each follow-up it journaled by its own key first (which links it to its hold
+again, through the hold key UnionPay echoes in ``reqReserved``), then the hold.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -52,6 +58,7 @@ from channels.model import (
     Operation,
     Outcome,
     PaymentState,
+    PaymentStatus,
     Provider,
     RefundRequest,
     RefundState,
@@ -61,7 +68,7 @@ from channels.transport import Transport
 
 from .bill import parse_file_content
 from .callbacks import NotifyVerifier, ack
-from .client import AcpClient, result
+from .client import MEMORY, AcpClient, result
 from .credentials import MerchantCredentials
 from .errors import AcpError
 from .messages import (
@@ -69,12 +76,15 @@ from .messages import (
     build_file_download,
     build_follow_up,
     build_hold,
+    build_query,
     format_txn_time,
 )
 from .responses import (
+    QueryReply,
     Verdict,
     compose_status,
     failure_result,
+    parse_query_reply,
     payment_state,
 )
 from .signing import SIGN_METHOD_RSA, SignPolicy
@@ -89,6 +99,64 @@ _REFUND_STATES = {
     Verdict.FAILED: RefundState.FAILED,
     Verdict.DUPLICATE: RefundState.FAILED,
 }
+
+# What a follow-up that succeeded made of its payment, for a query of the follow-up's own key
+# (the figures in the status are that follow-up's alone).
+_FOLLOW_UP_STATES: Mapping[TxnType, PaymentState] = {
+    TxnType.PREAUTH_COMPLETE: PaymentState.CAPTURED,
+    TxnType.PREAUTH_CANCEL: PaymentState.CLOSED,
+    TxnType.REFUND: PaymentState.CAPTURED,
+    TxnType.PREAUTH_COMPLETE_CANCEL: PaymentState.CAPTURED,
+}
+_MONEY_BACK = frozenset({TxnType.REFUND, TxnType.PREAUTH_COMPLETE_CANCEL})
+
+
+def _settled(op: Operation, key: str, found: QueryReply, verdict: Verdict) -> ChannelResult:
+    """What a follow-up's queryTrans says became of it (``verdict``: its origRespCode's):
+    PENDING while UnionPay is still on it, DECLINED with its code when it failed, else done."""
+    ref = found.query_id
+    refund = _REFUND_STATES.get(verdict) if found.txn_type in _MONEY_BACK else None
+    if verdict is Verdict.IN_DOUBT:
+        return ChannelResult(op, Outcome.PENDING, key, provider_ref=ref, refund=refund)
+    if verdict is not Verdict.SUCCESS:
+        return ChannelResult(
+            op,
+            Outcome.DECLINED,
+            key,
+            provider_ref=ref,
+            reason=found.orig_resp_code,
+            message=found.orig_resp_msg,
+            refund=refund,
+        )
+    return ChannelResult(
+        op, Outcome.APPROVED, key, amount_fen=found.amount_fen, provider_ref=ref, refund=refund
+    )
+
+
+def _follow_up_status(
+    key: str, found: QueryReply, txn_type: TxnType, verdict: Verdict
+) -> ChannelResult:
+    """A query of a capture's, release's or refund's own key: the follow-up's result, and
+    when it succeeded the payment state it made."""
+    settled = _settled(Operation.QUERY, key, found, verdict)
+    if settled.outcome is not Outcome.APPROVED:
+        return settled
+    amount = found.amount_fen or 0
+    back = txn_type in _MONEY_BACK
+    state = _FOLLOW_UP_STATES[txn_type]
+    status = PaymentStatus(
+        state=state,
+        captured_fen=amount if state is PaymentState.CAPTURED and not back else 0,
+        refunded_fen=amount if back else 0,
+        provider_ref=found.query_id,
+        provider_status=found.orig_resp_code,
+    )
+    return replace(settled, payment=status)
+
+
+def _time_unknown(found: QueryReply | ChannelResult) -> bool:
+    """The client had no txnTime (nor queryId) to ask by, so it asked nothing."""
+    return isinstance(found, ChannelResult) and found.reason == "txn_time_unknown"
 
 
 def _after_duplicate_hold(status: ChannelResult) -> ChannelResult:
@@ -158,7 +226,12 @@ class UnionPayChannel:
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes, now: float) -> CallbackEvent:
         event = self._notify.verify(body, now)
-        self._remember(str(event.raw["orderId"]), str(event.raw["txnTime"]), authoritative=True)
+        order_id = str(event.raw["orderId"])
+        self._remember(order_id, str(event.raw["txnTime"]), authoritative=True)
+        hold_key = str(event.raw.get("reqReserved", ""))
+        txn_type = TxnType(str(event.raw["txnType"]))
+        if hold_key not in ("", order_id) and txn_type in _FOLLOW_UP_STATES:
+            self._link(hold_key, txn_type, order_id)  # a follow-up a restart made us forget
         return event
 
     def ack(self, accepted: bool, message: str = "") -> HttpReply:
@@ -230,8 +303,22 @@ class UnionPayChannel:
             op, Outcome.PENDING, key, amount_fen=request.amount_fen, client_data={"tn": tn}
         )
 
-    async def query(self, key: str, provider_ref: str | None = None) -> ChannelResult:
-        return await self._hold_status(Operation.QUERY, key, provider_ref)
+    async def query(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
+        """The payment of the hold ``key``: the pre-authorization composed with the follow-ups
+        this instance knows of. ``key`` may also be a capture's, a full release's or a refund's
+        own key (``sent_at`` then that request's time): the answer says what became of that
+        follow-up — APPROVED with the payment state it made, PENDING while UnionPay is still on
+        it, DECLINED with UnionPay's code when it failed."""
+        op = Operation.QUERY
+        found = await self._query_order(op, key, provider_ref, sent_at)
+        if isinstance(found, ChannelResult):
+            return found
+        txn_type, verdict = found.txn_type, found.orig_verdict  # set when UnionPay found it
+        if txn_type is not None and verdict is not None and txn_type in _FOLLOW_UP_STATES:
+            return _follow_up_status(key, found, txn_type, verdict)
+        return await self._payment_status(op, key, found)
 
     async def capture(self, request: CaptureRequest) -> ChannelResult:
         op, key = Operation.CAPTURE, request.capture_key
@@ -290,10 +377,12 @@ class UnionPayChannel:
             orig=orig,
         )
 
-    async def close(self, key: str, provider_ref: str | None = None) -> ChannelResult:
+    async def close(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
         """UnionPay cannot cancel an unconfirmed order (it lapses at payTimeout); a held one is
         released with ``release`` (it needs a key of its own)."""
-        status = await self._hold_status(Operation.CLOSE, key, provider_ref)
+        status = await self._hold_status(Operation.CLOSE, key, provider_ref, sent_at)
         if status.payment is None:
             return status
         state = status.payment.state
@@ -307,9 +396,11 @@ class UnionPayChannel:
             message="nothing held; an unconfirmed order lapses at payTimeout",
         )
 
-    async def refund_query(self, key: str, refund_key: str) -> ChannelResult:
+    async def refund_query(
+        self, key: str, refund_key: str, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
         op = Operation.REFUND_QUERY
-        found = await self._client.query_order(op, refund_key)
+        found = await self._query_order(op, refund_key, None, sent_at)
         if isinstance(found, ChannelResult):
             return found
         if found.verdict is Verdict.NOT_FOUND:
@@ -367,12 +458,78 @@ class UnionPayChannel:
         """A request we could not even build: nothing was sent."""
         return result(op, key, Outcome.TECHNICAL_FAILURE, exc.reason, exc.message)
 
+    def _link(self, hold_key: str, txn_type: TxnType, order_id: str) -> None:
+        """Note a follow-up of the hold, so that a query of the hold composes it."""
+        known = self._follow_ups.setdefault(hold_key, [])
+        if (txn_type, order_id) not in known:
+            known.append((txn_type, order_id))
+        while len(self._follow_ups) > MEMORY:  # holds linked from queries and notifies alone
+            self._follow_ups.pop(next(iter(self._follow_ups)))
+
+    async def _query_order(
+        self, op: Operation, order_id: str, provider_ref: str | None, sent_at: datetime | None
+    ) -> QueryReply | ChannelResult:
+        """queryTrans of ``order_id``: by the txnTime this instance remembers (what it sent, or
+        what UnionPay's notify said), else by ``sent_at`` formatted as the request formatted
+        it, else by the queryId ``provider_ref`` (also when UnionPay knows no such orderId at
+        ``sent_at``: the queryId settles it)."""
+        remembered = await self._client.query_order(op, order_id)
+        if not _time_unknown(remembered):
+            return remembered
+        if sent_at is not None:
+            found = await self._query_at(op, order_id, format_txn_time(sent_at))
+            not_found = isinstance(found, QueryReply) and found.verdict is Verdict.NOT_FOUND
+            if not (not_found and provider_ref):
+                return found
+        if provider_ref:
+            return await self._client.query_order(op, order_id, provider_ref)
+        return remembered
+
+    async def _query_at(
+        self, op: Operation, order_id: str, txn_time: str
+    ) -> QueryReply | ChannelResult:
+        """queryTrans of ``order_id`` sent at ``txn_time``. The time is remembered only once
+        UnionPay has found the transaction by it: a wrong ``sent_at`` must not shadow the right
+        one (or a later notify's) on the next query. A follow-up found this way is linked to
+        its hold again."""
+        try:
+            acp = build_query(
+                mer_id=self._client.creds.mer_id, txn_time=txn_time, order_id=order_id
+            )
+        except AcpError as exc:
+            return self._refused(op, order_id, exc)
+        reply = await self._client.exchange(op, order_id, acp, money=False)
+        if isinstance(reply, ChannelResult):
+            return reply
+        try:
+            found = parse_query_reply(reply.fields)
+        except AcpError as exc:
+            return result(op, order_id, Outcome.UNKNOWN, exc.reason, exc.message)
+        if found.verdict is not Verdict.SUCCESS:
+            return found
+        self._remember(order_id, txn_time)
+        hold_key = reply.fields.get("reqReserved", "")
+        if hold_key not in ("", order_id) and found.txn_type in _FOLLOW_UP_STATES:
+            assert found.txn_type is not None
+            self._link(hold_key, found.txn_type, order_id)
+            done = found.orig_verdict is Verdict.SUCCESS
+            if found.txn_type is TxnType.PREAUTH_COMPLETE and done and found.query_id:
+                self._captured_ref[hold_key] = found.query_id
+        return found
+
     async def _hold_status(
-        self, op: Operation, key: str, provider_ref: str | None
+        self,
+        op: Operation,
+        key: str,
+        provider_ref: str | None,
+        sent_at: datetime | None = None,
     ) -> ChannelResult:
-        hold = await self._client.query_order(op, key, provider_ref)
+        hold = await self._query_order(op, key, provider_ref, sent_at)
         if isinstance(hold, ChannelResult):
             return hold
+        return await self._payment_status(op, key, hold)
+
+    async def _payment_status(self, op: Operation, key: str, hold: QueryReply) -> ChannelResult:
         follow_ups = []
         for _, order_id in self._follow_ups.get(key, []):
             found = await self._client.query_order(op, order_id)
@@ -440,9 +597,7 @@ class UnionPayChannel:
         except AcpError as exc:
             return self._refused(op, key, exc)
         self._remember(key, txn_time)
-        known = self._follow_ups.setdefault(hold_key, [])
-        if (txn_type, key) not in known:
-            known.append((txn_type, key))
+        self._link(hold_key, txn_type, key)
         reply = await self._client.exchange(op, key, acp, money=True)
         if isinstance(reply, ChannelResult):
             return reply
@@ -462,27 +617,8 @@ class UnionPayChannel:
         if found.txn_type is not txn_type or found.amount_fen != amount_fen:
             # A resent orderId (respCode 12) that names another transaction or amount.
             return result(op, key, Outcome.DECLINED, "duplicate_order_id", "key reused")
-        refund = _REFUND_STATES.get(found.orig_verdict) if op is Operation.REFUND else None
-        if found.orig_verdict is Verdict.IN_DOUBT:
-            ref = found.query_id
-            return ChannelResult(op, Outcome.PENDING, key, provider_ref=ref, refund=refund)
-        if found.orig_verdict is not Verdict.SUCCESS:
-            return ChannelResult(
-                op,
-                Outcome.DECLINED,
-                key,
-                provider_ref=found.query_id,
-                reason=found.orig_resp_code,
-                message=found.orig_resp_msg,
-                refund=refund,
-            )
-        if txn_type is TxnType.PREAUTH_COMPLETE and found.query_id:
+        settled = _settled(op, key, found, found.orig_verdict)
+        done = settled.outcome is Outcome.APPROVED
+        if done and txn_type is TxnType.PREAUTH_COMPLETE and found.query_id:
             self._captured_ref[hold_key] = found.query_id
-        return ChannelResult(
-            op,
-            Outcome.APPROVED,
-            key,
-            amount_fen=amount_fen,
-            provider_ref=found.query_id,
-            refund=refund,
-        )
+        return settled

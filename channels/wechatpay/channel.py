@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, datetime
 
 import structlog
 
@@ -211,7 +211,10 @@ class WeChatPayChannel:
             client_data={"prepay_id": prepay_id, "pay_params": pay_params},
         )
 
-    async def query(self, key: str, provider_ref: str | None = None) -> ChannelResult:
+    async def query(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
+        """``sent_at`` is ignored: WeChat Pay finds an order by out_trade_no alone."""
         op, mchid = Operation.QUERY, self._creds.mchid
         try:
             if provider_ref:
@@ -296,7 +299,9 @@ class WeChatPayChannel:
             return answer
         return refund_result(op, key, refund_key, answer.body)
 
-    async def refund_query(self, key: str, refund_key: str) -> ChannelResult:
+    async def refund_query(
+        self, key: str, refund_key: str, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
         op = Operation.REFUND_QUERY
         try:
             built = api.refund_query(refund_key)
@@ -307,7 +312,9 @@ class WeChatPayChannel:
             return answer
         return refund_result(op, key, refund_key, answer.body)
 
-    async def close(self, key: str, provider_ref: str | None = None) -> ChannelResult:
+    async def close(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
         """204 with no body is WeChat's success (nothing to sign); a paid order is refused."""
         op = Operation.CLOSE
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,7 @@ class DoubleChannel:
         self.refresh_gate: trio.Event | None = None
         self.closed = False
         self.events: list[str] = []
+        self.sent_at: dict[tuple[Operation, str], datetime | None] = {}
 
     async def _do(self, operation: Operation, key: str) -> ChannelResult:
         self.calls.append((operation, key))
@@ -107,7 +108,10 @@ class DoubleChannel:
     async def hold(self, request: HoldRequest) -> ChannelResult:
         return await self._do(Operation.HOLD, request.key)
 
-    async def query(self, key: str, provider_ref: str | None = None) -> ChannelResult:
+    async def query(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
+        self.sent_at[Operation.QUERY, key] = sent_at
         return await self._do(Operation.QUERY, key)
 
     async def capture(self, request: CaptureRequest) -> ChannelResult:
@@ -116,13 +120,19 @@ class DoubleChannel:
     async def release(self, request: ReleaseRequest) -> ChannelResult:
         return await self._do(Operation.RELEASE, request.key)
 
-    async def close(self, key: str, provider_ref: str | None = None) -> ChannelResult:
+    async def close(
+        self, key: str, provider_ref: str | None = None, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
+        self.sent_at[Operation.CLOSE, key] = sent_at
         return await self._do(Operation.CLOSE, key)
 
     async def refund(self, request: RefundRequest) -> ChannelResult:
         return await self._do(Operation.REFUND, request.refund_key)
 
-    async def refund_query(self, key: str, refund_key: str) -> ChannelResult:
+    async def refund_query(
+        self, key: str, refund_key: str, *, sent_at: datetime | None = None
+    ) -> ChannelResult:
+        self.sent_at[Operation.REFUND_QUERY, refund_key] = sent_at
         return await self._do(Operation.REFUND_QUERY, refund_key)
 
     async def bill(self, bill_date: date) -> Bill:
@@ -338,6 +348,25 @@ async def test_every_operation_reaches_the_channel(
             Operation.BILL,
         ]
         assert set(h.stats().counts) == {op.value for op in ops} | {"certificates"}
+
+
+async def test_the_journaled_request_time_reaches_the_channel(
+    autojump_clock: trio.testing.MockClock, channel: DoubleChannel
+) -> None:
+    """UnionPay needs the original request's time to query after a restart: the messages carry
+    it through the actor unchanged (and without it, the channel is told None)."""
+    hold_at, refund_at = NOW, NOW + timedelta(minutes=5)
+    async with opened(channel) as h:
+        await h.call(Query("Q", "REF", sent_at=hold_at))
+        await h.call(Close("X", sent_at=hold_at))
+        await h.call(RefundQuery("F", "F-R1", sent_at=refund_at))
+        await h.call(Query("N"))
+    assert channel.sent_at == {
+        (Operation.QUERY, "Q"): hold_at,
+        (Operation.CLOSE, "X"): hold_at,
+        (Operation.REFUND_QUERY, "F-R1"): refund_at,
+        (Operation.QUERY, "N"): None,
+    }
 
 
 async def test_exceptions_are_mapped_at_the_boundary(

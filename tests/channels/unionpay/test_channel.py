@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -89,7 +89,9 @@ def answer(signer: IssuedCert, **extra: str) -> Callable[[dict[str, str]], Respo
     return reply
 
 
-def found(signer: IssuedCert, txn_type: str, orig: str, amount: int, qid: str) -> Reply:
+def found(
+    signer: IssuedCert, txn_type: str, orig: str, amount: int, qid: str, **extra: str
+) -> Reply:
     """A queryTrans reply about the asked orderId."""
 
     def reply(request: dict[str, str]) -> Response:
@@ -102,6 +104,7 @@ def found(signer: IssuedCert, txn_type: str, orig: str, amount: int, qid: str) -
             respCode="00",
             origRespCode=orig,
             origRespMsg="x",
+            **extra,
         )
         return _form(signed_by(fields, signer))
 
@@ -353,3 +356,137 @@ async def test_confirm_callback(
     with pytest.raises(CallbackRejected) as contradicted:
         await channel.confirm_callback(event)
     assert (contradicted.value.reason, contradicted.value.alert) == ("query_mismatch", True)
+
+
+# -- after a restart: the journaled request time -------------------------------------------------
+
+
+def not_found(signer: IssuedCert) -> Reply:
+    return answer(signer, respCode="34", respMsg="查无此交易")
+
+
+async def test_a_fresh_channel_forms_the_txn_time_from_sent_at(
+    channel_factory: Callable[..., tuple[UnionPayChannel, ScriptedTransport]], pki: TestPki
+) -> None:
+    s = pki.signing
+    channel, transport = channel_factory(
+        [found(s, "02", "00", 20000, HOLD_QID), found(s, "02", "00", 20000, HOLD_QID)]
+    )
+    status = await channel.query(KEY, sent_at=NOW)
+    assert status.payment is not None
+    assert status.payment.state is PaymentState.HELD
+    assert (transport.sent[0]["orderId"], transport.sent[0]["txnTime"]) == (KEY, "20261120101500")
+    await channel.query(KEY)  # found by it, so remembered
+    assert transport.sent[1]["txnTime"] == "20261120101500"
+
+
+async def test_the_remembered_txn_time_wins_over_sent_at(
+    channel_factory: Callable[..., tuple[UnionPayChannel, ScriptedTransport]], pki: TestPki
+) -> None:
+    s = pki.signing
+    channel, transport = channel_factory([answer(s, tn="1"), found(s, "02", "00", 20000, "Q")])
+    await channel.hold(_hold())
+    await channel.query(KEY, sent_at=NOW + timedelta(hours=1))
+    assert transport.sent[1]["txnTime"] == transport.sent[0]["txnTime"] == "20261120101500"
+
+
+async def test_a_wrong_sent_at_is_not_remembered_and_a_query_id_settles_it(
+    channel_factory: Callable[..., tuple[UnionPayChannel, ScriptedTransport]], pki: TestPki
+) -> None:
+    s = pki.signing
+
+    def by_query_id(request: dict[str, str]) -> Response:
+        assert "orderId" not in request
+        fields = notify_fields(orderId=KEY, queryId=request["queryId"], origRespCode="00")
+        return _form(signed_by(fields, s))
+
+    channel, transport = channel_factory(
+        [not_found(s), not_found(s), by_query_id, found(s, "02", "00", 20000, HOLD_QID)]
+    )
+    wrong = NOW - timedelta(seconds=1)
+    missing = await channel.query(KEY, sent_at=wrong)
+    assert missing.payment is not None
+    assert missing.payment.state is PaymentState.NOT_FOUND
+    held = await channel.query(KEY, HOLD_QID, sent_at=wrong)  # 34 by time, then by queryId
+    assert held.payment is not None
+    assert held.payment.state is PaymentState.HELD
+    assert transport.sent[2]["queryId"] == HOLD_QID
+    await channel.query(KEY, sent_at=NOW)
+    assert [f.get("txnTime") for f in (transport.sent[0], transport.sent[3])] == [
+        "20261120101459",
+        "20261120101500",
+    ]
+
+
+async def test_a_follow_up_key_says_what_became_of_it(
+    channel_factory: Callable[..., tuple[UnionPayChannel, ScriptedTransport]], pki: TestPki
+) -> None:
+    s = pki.signing
+    channel, transport = channel_factory(
+        [
+            found(s, "03", "05", 15000, "Q03", reqReserved=KEY),  # in progress
+            found(s, "03", "00", 15000, "Q03", reqReserved=KEY),  # done
+            found(s, "02", "00", 20000, HOLD_QID),  # the hold, by its own sent_at
+            found(s, "03", "00", 15000, "Q03", reqReserved=KEY),  # ... and its completion
+            found(s, "32", "36", 20000, "Q32", reqReserved=KEY),  # a refused cancel
+        ]
+    )
+    pending = await channel.query(KEY + "C1", sent_at=NOW)
+    assert (pending.outcome, pending.provider_ref) == (Outcome.PENDING, "Q03")
+    done = await channel.query(KEY + "C1", sent_at=NOW)
+    assert (done.outcome, done.amount_fen) == (Outcome.APPROVED, 15000)
+    assert done.payment is not None
+    assert (done.payment.state, done.payment.captured_fen) == (PaymentState.CAPTURED, 15000)
+    payment = await channel.query(KEY, sent_at=NOW - timedelta(minutes=5))
+    assert payment.payment is not None
+    assert (payment.payment.state, payment.payment.captured_fen) == (PaymentState.CAPTURED, 15000)
+    assert transport.sent[3]["orderId"] == KEY + "C1"  # linked to its hold by reqReserved
+    refused = await channel.query(KEY + "L1", sent_at=NOW)
+    assert (refused.outcome, refused.reason) == (Outcome.DECLINED, "36")
+
+
+async def test_a_fresh_channel_queries_a_refund_by_sent_at(
+    channel_factory: Callable[..., tuple[UnionPayChannel, ScriptedTransport]], pki: TestPki
+) -> None:
+    s = pki.signing
+    channel, transport = channel_factory(
+        [not_found(s), found(s, "04", "00", 2000, "Q04", reqReserved=KEY)]
+    )
+    blind = await channel.refund_query(KEY, KEY + "R1")
+    assert (blind.outcome, blind.reason) == (Outcome.UNKNOWN, "txn_time_unknown")
+    gone = await channel.refund_query(KEY, KEY + "R2", sent_at=NOW)
+    assert gone.refund is RefundState.NOT_FOUND
+    refund = await channel.refund_query(KEY, KEY + "R1", sent_at=NOW)
+    assert (refund.refund, refund.amount_fen, refund.provider_ref) == (
+        RefundState.SUCCESS,
+        2000,
+        "Q04",
+    )
+    assert [f["orderId"] for f in transport.sent] == [KEY + "R2", KEY + "R1"]
+
+
+async def test_a_follow_up_notify_links_it_to_its_hold(
+    channel_factory: Callable[..., tuple[UnionPayChannel, ScriptedTransport]], pki: TestPki
+) -> None:
+    s = pki.signing
+    notify = notify_fields(
+        txnType="03",
+        orderId=KEY + "C1",
+        txnTime="20261120102000",
+        txnAmt="15000",
+        queryId="Q03",
+        origQryId=HOLD_QID,
+        reqReserved=KEY,
+    )
+    channel, transport = channel_factory(
+        [found(s, "02", "00", 20000, HOLD_QID), found(s, "03", "00", 15000, "Q03")]
+    )
+    event = channel.verify_callback({}, encode_form(signed_by(notify, s)), time.time())
+    assert (event.out_trade_no, event.out_refund_no) == (KEY, KEY + "C1")
+    status = await channel.query(KEY, sent_at=NOW)
+    assert status.payment is not None
+    assert (status.payment.state, status.payment.captured_fen) == (PaymentState.CAPTURED, 15000)
+    assert (transport.sent[1]["orderId"], transport.sent[1]["txnTime"]) == (
+        KEY + "C1",
+        "20261120102000",  # the notify's own txnTime
+    )

@@ -152,6 +152,96 @@ async def test_hold_customer_confirms_held(provider_sim: ProviderSimProcess) -> 
         assert (again.payment.state, again.payment.held_fen) == (PaymentState.HELD, 20000)
 
 
+async def test_a_restarted_channel_queries_by_the_journaled_request_times(
+    provider_sim: ProviderSimProcess,
+) -> None:
+    """A fresh instance (a restarted switch) remembers no txnTime: given each request's
+    journaled created_at as ``sent_at`` it finds the hold, the capture, the refund and the full
+    release by orderId, and re-learns which follow-ups belong to which hold."""
+    async with setup(provider_sim) as s:
+        held, captured, released = _key(), _key(), _key()
+        hold_at: dict[str, datetime] = {}
+        hold_ref: dict[str, str] = {}
+        for key in (held, captured, released):
+            hold_at[key] = _now()
+            hold = await s.channel.hold(HoldRequest(key, 20000, "92号汽油", "", "", hold_at[key]))
+            assert hold.outcome is Outcome.PENDING
+            await provider_sim.control.acustomer("unionpay", key, "pay")
+            status = await s.channel.query(key)
+            assert status.provider_ref
+            hold_ref[key] = status.provider_ref
+        capture_at = _now()
+        capture = await s.channel.capture(
+            CaptureRequest(captured, captured + "C1", 15000, 20000, capture_at, hold_ref[captured])
+        )
+        refund_at = _now()
+        refund = await s.channel.refund(
+            RefundRequest(captured, captured + "R1", 5000, 15000, "price", refund_at)
+        )
+        release_at = _now()
+        release = await s.channel.release(
+            ReleaseRequest(released, released + "L1", 20000, 20000, release_at, hold_ref[released])
+        )
+        assert [r.outcome for r in (capture, refund, release)] == [Outcome.APPROVED] * 3
+
+        restarted = UnionPayChannel.from_config(s.channel.cfg)
+        try:
+            blind = await restarted.query(held)
+            assert (blind.outcome, blind.reason) == (Outcome.UNKNOWN, "txn_time_unknown")
+            # The instant counts, not its zone: txnTime is formed in Beijing time either way.
+            status = await restarted.query(held, sent_at=hold_at[held].astimezone(BEIJING))
+            assert status.payment is not None
+            assert (status.payment.state, status.payment.held_fen) == (PaymentState.HELD, 20000)
+            assert status.provider_ref == hold_ref[held]
+            # Found once, the txnTime is remembered and wins over a later, different sent_at.
+            again = await restarted.query(held, sent_at=hold_at[held] + timedelta(hours=1))
+            assert again.payment is not None
+            assert again.payment.state is PaymentState.HELD
+            close = await restarted.close(held, sent_at=hold_at[held])
+            assert (close.outcome, close.reason) == (Outcome.DECLINED, "held")
+
+            completion = await restarted.query(captured + "C1", sent_at=capture_at)
+            assert (completion.outcome, completion.provider_ref) == (
+                Outcome.APPROVED,
+                capture.provider_ref,
+            )
+            assert completion.payment is not None
+            assert (completion.payment.state, completion.payment.captured_fen) == (
+                PaymentState.CAPTURED,
+                15000,
+            )
+            refunded = await restarted.refund_query(captured, captured + "R1", sent_at=refund_at)
+            assert (refunded.outcome, refunded.refund, refunded.amount_fen) == (
+                Outcome.APPROVED,
+                RefundState.SUCCESS,
+                5000,
+            )
+            assert refunded.provider_ref == refund.provider_ref
+            payment = await restarted.query(captured, sent_at=hold_at[captured])
+            assert payment.payment is not None  # the hold with the follow-ups found above
+            assert (
+                payment.payment.state,
+                payment.payment.captured_fen,
+                payment.payment.refunded_fen,
+            ) == (PaymentState.CAPTURED, 15000, 5000)
+
+            # A wrong time finds nothing, and is not remembered: the right one still works.
+            wrong = await restarted.query(
+                released, sent_at=hold_at[released] - timedelta(seconds=1)
+            )
+            assert wrong.payment is not None
+            assert wrong.payment.state is PaymentState.NOT_FOUND
+            cancel = await restarted.query(released + "L1", sent_at=release_at)
+            assert cancel.outcome is Outcome.APPROVED
+            assert cancel.payment is not None
+            assert cancel.payment.state is PaymentState.CLOSED
+            closed = await restarted.query(released, sent_at=hold_at[released])
+            assert closed.payment is not None
+            assert closed.payment.state is PaymentState.CLOSED
+        finally:
+            await restarted.aclose()
+
+
 async def test_a_declined_hold(provider_sim: ProviderSimProcess) -> None:
     async with setup(provider_sim) as s:
         key = _key()
