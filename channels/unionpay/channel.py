@@ -22,21 +22,19 @@ layer should call it before acting on a UnionPay success. Only ``signMethod`` 01
 accepted unless ``cfg.options["sign_methods"]`` lists 11/12 and the keys directory holds the
 ``secure_key`` they need.
 
-A query by orderId needs the transaction's own ``txnTime``. The channel remembers the txnTime
-of every request it sent and every notify it verified. For a key it has not seen (after a
-restart) the order layer passes ``sent_at``, the journaled ``created_at`` of the request that
-created the key: the channel formats it exactly as that request formatted its txnTime (Beijing
-time, to the second). Failing that it queries by UnionPay's queryId when the caller passes one
-as ``provider_ref``. A restarted channel also no longer knows a hold's follow-ups, so the order
-layer queries each follow-up it journaled by its own key first (which links it to its hold
-again, through the hold key UnionPay echoes in ``reqReserved``), then the hold.
+A query by orderId needs the transaction's own ``txnTime``: the client remembers the txnTime
+of every request the channel sent and every notify it verified, and for a key it has not seen
+(after a restart) asks by the caller's ``sent_at`` or, failing that, by the queryId the caller
+passes as ``provider_ref`` (see ``client``). A restarted channel also no longer knows a hold's
+follow-ups, so the order layer queries each follow-up it journaled by its own key first (which
+links it to its hold again, through the hold key UnionPay echoes in ``reqReserved``), then the
+hold. Turning the parsed replies into results is ``responses``'s, pure.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -58,17 +56,15 @@ from channels.model import (
     Operation,
     Outcome,
     PaymentState,
-    PaymentStatus,
     Provider,
     RefundRequest,
-    RefundState,
     ReleaseRequest,
 )
 from channels.transport import Transport
 
 from .bill import parse_file_content
 from .callbacks import NotifyVerifier, ack
-from .client import MEMORY, AcpClient, result
+from .client import AcpClient
 from .credentials import MerchantCredentials
 from .errors import AcpError
 from .messages import (
@@ -76,106 +72,26 @@ from .messages import (
     build_file_download,
     build_follow_up,
     build_hold,
-    build_query,
     format_txn_time,
 )
 from .responses import (
+    FOLLOW_UP_STATES,
     QueryReply,
     Verdict,
-    compose_status,
+    after_duplicate_hold,
+    confirmed_result,
     failure_result,
-    parse_query_reply,
-    payment_state,
+    follow_up_result,
+    held_query_id,
+    refund_query_result,
+    result,
+    status_result,
 )
 from .signing import SIGN_METHOD_RSA, SignPolicy
 
 __all__ = ["UnionPayChannel"]
 
 log = structlog.get_logger(__name__)
-
-_REFUND_STATES = {
-    Verdict.SUCCESS: RefundState.SUCCESS,
-    Verdict.IN_DOUBT: RefundState.PROCESSING,
-    Verdict.FAILED: RefundState.FAILED,
-    Verdict.DUPLICATE: RefundState.FAILED,
-}
-
-# What a follow-up that succeeded made of its payment, for a query of the follow-up's own key
-# (the figures in the status are that follow-up's alone).
-_FOLLOW_UP_STATES: Mapping[TxnType, PaymentState] = {
-    TxnType.PREAUTH_COMPLETE: PaymentState.CAPTURED,
-    TxnType.PREAUTH_CANCEL: PaymentState.CLOSED,
-    TxnType.REFUND: PaymentState.CAPTURED,
-    TxnType.PREAUTH_COMPLETE_CANCEL: PaymentState.CAPTURED,
-}
-_MONEY_BACK = frozenset({TxnType.REFUND, TxnType.PREAUTH_COMPLETE_CANCEL})
-
-
-def _settled(op: Operation, key: str, found: QueryReply, verdict: Verdict) -> ChannelResult:
-    """What a follow-up's queryTrans says became of it (``verdict``: its origRespCode's):
-    PENDING while UnionPay is still on it, DECLINED with its code when it failed, else done."""
-    ref = found.query_id
-    refund = _REFUND_STATES.get(verdict) if found.txn_type in _MONEY_BACK else None
-    if verdict is Verdict.IN_DOUBT:
-        return ChannelResult(op, Outcome.PENDING, key, provider_ref=ref, refund=refund)
-    if verdict is not Verdict.SUCCESS:
-        return ChannelResult(
-            op,
-            Outcome.DECLINED,
-            key,
-            provider_ref=ref,
-            reason=found.orig_resp_code,
-            message=found.orig_resp_msg,
-            refund=refund,
-        )
-    return ChannelResult(
-        op, Outcome.APPROVED, key, amount_fen=found.amount_fen, provider_ref=ref, refund=refund
-    )
-
-
-def _follow_up_status(
-    key: str, found: QueryReply, txn_type: TxnType, verdict: Verdict
-) -> ChannelResult:
-    """A query of a capture's, release's or refund's own key: the follow-up's result, and
-    when it succeeded the payment state it made."""
-    settled = _settled(Operation.QUERY, key, found, verdict)
-    if settled.outcome is not Outcome.APPROVED:
-        return settled
-    amount = found.amount_fen or 0
-    back = txn_type in _MONEY_BACK
-    state = _FOLLOW_UP_STATES[txn_type]
-    status = PaymentStatus(
-        state=state,
-        captured_fen=amount if state is PaymentState.CAPTURED and not back else 0,
-        refunded_fen=amount if back else 0,
-        provider_ref=found.query_id,
-        provider_status=found.orig_resp_code,
-    )
-    return replace(settled, payment=status)
-
-
-def _time_unknown(found: QueryReply | ChannelResult) -> bool:
-    """The client had no txnTime (nor queryId) to ask by, so it asked nothing."""
-    return isinstance(found, ChannelResult) and found.reason == "txn_time_unknown"
-
-
-def _after_duplicate_hold(status: ChannelResult) -> ChannelResult:
-    """A hold whose orderId UnionPay already knows (respCode 12): its state decides. Still
-    unconfirmed is a dead end — the first ``tn`` is not handed out again — so it is refused
-    and the order holds again under a new key."""
-    state = status.payment.state if status.payment else None
-    if state in (PaymentState.HELD, PaymentState.CAPTURED, PaymentState.CLOSED):
-        return status
-    if state is None or state is PaymentState.NOT_FOUND:
-        return ChannelResult(status.operation, Outcome.UNKNOWN, status.key, reason="12")
-    return ChannelResult(
-        status.operation,
-        Outcome.DECLINED,
-        status.key,
-        reason="12",
-        message=f"orderId already used ({state.value}); its tn is not handed out again",
-        payment=status.payment,
-    )
 
 
 def _policy(cfg: ChannelConfig, creds: MerchantCredentials) -> SignPolicy:
@@ -200,8 +116,7 @@ class UnionPayChannel:
         policy = _policy(cfg, creds)
         self._client = AcpClient(cfg.name, creds, policy, transport, clock)
         self._notify = NotifyVerifier(cfg.name, creds.mer_id, self._client.certs, policy)
-        self._follow_ups: dict[str, list[tuple[TxnType, str]]] = {}  # hold key → follow-ups
-        self._captured_ref: dict[str, str] = {}  # hold key → the completion's queryId
+        self._memory = self._client.memory
 
     @classmethod
     def from_config(
@@ -227,11 +142,11 @@ class UnionPayChannel:
     def verify_callback(self, headers: Mapping[str, str], body: bytes, now: float) -> CallbackEvent:
         event = self._notify.verify(body, now)
         order_id = str(event.raw["orderId"])
-        self._remember(order_id, str(event.raw["txnTime"]), authoritative=True)
+        self._memory.remember(order_id, str(event.raw["txnTime"]), authoritative=True)
         hold_key = str(event.raw.get("reqReserved", ""))
         txn_type = TxnType(str(event.raw["txnType"]))
-        if hold_key not in ("", order_id) and txn_type in _FOLLOW_UP_STATES:
-            self._link(hold_key, txn_type, order_id)  # a follow-up a restart made us forget
+        if hold_key not in ("", order_id) and txn_type in FOLLOW_UP_STATES:
+            self._memory.link(hold_key, txn_type, order_id)  # a follow-up a restart made us forget
         return event
 
     def ack(self, accepted: bool, message: str = "") -> HttpReply:
@@ -246,7 +161,7 @@ class UnionPayChannel:
         if not event.raw.get("confirm_with_query"):
             return event
         order_id = str(event.raw["orderId"])
-        self._remember(order_id, str(event.raw["txnTime"]), authoritative=True)
+        self._memory.remember(order_id, str(event.raw["txnTime"]), authoritative=True)
         found = await self._client.query_order(Operation.QUERY, order_id)
         if isinstance(found, ChannelResult):
             raise CallbackRejected("unconfirmed", f"queryTrans failed: {found.reason}")
@@ -288,12 +203,12 @@ class UnionPayChannel:
             )
         except AcpError as exc:
             return self._refused(op, key, exc)
-        self._remember(key, txn_time)
+        self._memory.remember(key, txn_time)
         reply = await self._client.exchange(op, key, acp, money=False)
         if isinstance(reply, ChannelResult):
             return reply
         if reply.verdict is Verdict.DUPLICATE:  # sent before: what became of it?
-            return _after_duplicate_hold(await self._hold_status(op, key, None))
+            return after_duplicate_hold(await self._hold_status(op, key, None))
         if reply.verdict is not Verdict.SUCCESS:
             return failure_result(op, key, reply)
         tn = reply.fields.get("tn", "")
@@ -312,12 +227,12 @@ class UnionPayChannel:
         follow-up — APPROVED with the payment state it made, PENDING while UnionPay is still on
         it, DECLINED with UnionPay's code when it failed."""
         op = Operation.QUERY
-        found = await self._query_order(op, key, provider_ref, sent_at)
+        found = await self._client.query_order(op, key, provider_ref, sent_at=sent_at)
         if isinstance(found, ChannelResult):
             return found
         txn_type, verdict = found.txn_type, found.orig_verdict  # set when UnionPay found it
-        if txn_type is not None and verdict is not None and txn_type in _FOLLOW_UP_STATES:
-            return _follow_up_status(key, found, txn_type, verdict)
+        if txn_type is not None and verdict is not None and txn_type in FOLLOW_UP_STATES:
+            return follow_up_result(key, found, txn_type, verdict)
         return await self._payment_status(op, key, found)
 
     async def capture(self, request: CaptureRequest) -> ChannelResult:
@@ -358,7 +273,7 @@ class UnionPayChannel:
         )
 
     async def refund(self, request: RefundRequest) -> ChannelResult:
-        orig = self._captured_ref.get(request.key) or request.provider_ref
+        orig = self._memory.captured_ref(request.key) or request.provider_ref
         if not orig:
             return result(
                 Operation.REFUND,
@@ -399,24 +314,10 @@ class UnionPayChannel:
     async def refund_query(
         self, key: str, refund_key: str, *, sent_at: datetime | None = None
     ) -> ChannelResult:
-        op = Operation.REFUND_QUERY
-        found = await self._query_order(op, refund_key, None, sent_at)
+        found = await self._client.query_order(Operation.REFUND_QUERY, refund_key, sent_at=sent_at)
         if isinstance(found, ChannelResult):
             return found
-        if found.verdict is Verdict.NOT_FOUND:
-            return ChannelResult(op, Outcome.APPROVED, refund_key, refund=RefundState.NOT_FOUND)
-        if found.verdict is not Verdict.SUCCESS or found.orig_verdict is None:
-            return result(op, refund_key, Outcome.UNKNOWN, found.resp_code, found.resp_msg)
-        return ChannelResult(
-            op,
-            Outcome.APPROVED,
-            refund_key,
-            amount_fen=found.amount_fen,
-            provider_ref=found.query_id,
-            reason=found.orig_resp_code,
-            message=found.orig_resp_msg,
-            refund=_REFUND_STATES.get(found.orig_verdict, RefundState.FAILED),
-        )
+        return refund_query_result(refund_key, found)
 
     async def bill(self, bill_date: date) -> Bill:
         acp = build_file_download(
@@ -448,74 +349,10 @@ class UnionPayChannel:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _remember(self, order_id: str, txn_time: str, *, authoritative: bool = False) -> None:
-        for forgotten in self._client.remember(order_id, txn_time, authoritative=authoritative):
-            self._follow_ups.pop(forgotten, None)
-            self._captured_ref.pop(forgotten, None)
-
     @staticmethod
     def _refused(op: Operation, key: str, exc: AcpError) -> ChannelResult:
         """A request we could not even build: nothing was sent."""
         return result(op, key, Outcome.TECHNICAL_FAILURE, exc.reason, exc.message)
-
-    def _link(self, hold_key: str, txn_type: TxnType, order_id: str) -> None:
-        """Note a follow-up of the hold, so that a query of the hold composes it."""
-        known = self._follow_ups.setdefault(hold_key, [])
-        if (txn_type, order_id) not in known:
-            known.append((txn_type, order_id))
-        while len(self._follow_ups) > MEMORY:  # holds linked from queries and notifies alone
-            self._follow_ups.pop(next(iter(self._follow_ups)))
-
-    async def _query_order(
-        self, op: Operation, order_id: str, provider_ref: str | None, sent_at: datetime | None
-    ) -> QueryReply | ChannelResult:
-        """queryTrans of ``order_id``: by the txnTime this instance remembers (what it sent, or
-        what UnionPay's notify said), else by ``sent_at`` formatted as the request formatted
-        it, else by the queryId ``provider_ref`` (also when UnionPay knows no such orderId at
-        ``sent_at``: the queryId settles it)."""
-        remembered = await self._client.query_order(op, order_id)
-        if not _time_unknown(remembered):
-            return remembered
-        if sent_at is not None:
-            found = await self._query_at(op, order_id, format_txn_time(sent_at))
-            not_found = isinstance(found, QueryReply) and found.verdict is Verdict.NOT_FOUND
-            if not (not_found and provider_ref):
-                return found
-        if provider_ref:
-            return await self._client.query_order(op, order_id, provider_ref)
-        return remembered
-
-    async def _query_at(
-        self, op: Operation, order_id: str, txn_time: str
-    ) -> QueryReply | ChannelResult:
-        """queryTrans of ``order_id`` sent at ``txn_time``. The time is remembered only once
-        UnionPay has found the transaction by it: a wrong ``sent_at`` must not shadow the right
-        one (or a later notify's) on the next query. A follow-up found this way is linked to
-        its hold again."""
-        try:
-            acp = build_query(
-                mer_id=self._client.creds.mer_id, txn_time=txn_time, order_id=order_id
-            )
-        except AcpError as exc:
-            return self._refused(op, order_id, exc)
-        reply = await self._client.exchange(op, order_id, acp, money=False)
-        if isinstance(reply, ChannelResult):
-            return reply
-        try:
-            found = parse_query_reply(reply.fields)
-        except AcpError as exc:
-            return result(op, order_id, Outcome.UNKNOWN, exc.reason, exc.message)
-        if found.verdict is not Verdict.SUCCESS:
-            return found
-        self._remember(order_id, txn_time)
-        hold_key = reply.fields.get("reqReserved", "")
-        if hold_key not in ("", order_id) and found.txn_type in _FOLLOW_UP_STATES:
-            assert found.txn_type is not None
-            self._link(hold_key, found.txn_type, order_id)
-            done = found.orig_verdict is Verdict.SUCCESS
-            if found.txn_type is TxnType.PREAUTH_COMPLETE and done and found.query_id:
-                self._captured_ref[hold_key] = found.query_id
-        return found
 
     async def _hold_status(
         self,
@@ -524,47 +361,26 @@ class UnionPayChannel:
         provider_ref: str | None,
         sent_at: datetime | None = None,
     ) -> ChannelResult:
-        hold = await self._query_order(op, key, provider_ref, sent_at)
+        hold = await self._client.query_order(op, key, provider_ref, sent_at=sent_at)
         if isinstance(hold, ChannelResult):
             return hold
         return await self._payment_status(op, key, hold)
 
     async def _payment_status(self, op: Operation, key: str, hold: QueryReply) -> ChannelResult:
         follow_ups = []
-        for _, order_id in self._follow_ups.get(key, []):
+        for order_id in self._memory.follow_ups(key):
             found = await self._client.query_order(op, order_id)
             if isinstance(found, ChannelResult):
                 return found
             follow_ups.append(found)
-        try:
-            status = compose_status(hold, follow_ups)
-        except AcpError as exc:
-            return result(op, key, Outcome.UNKNOWN, exc.reason, exc.message)
-        if status is None:
-            return result(op, key, Outcome.UNKNOWN, hold.resp_code, hold.resp_msg)
-        return ChannelResult(
-            op,
-            Outcome.APPROVED,
-            key,
-            amount_fen=hold.amount_fen,
-            provider_ref=status.provider_ref,
-            payment=status,
-        )
+        return status_result(op, key, hold, follow_ups)
 
     async def _orig_query_id(self, op: Operation, hold_key: str) -> str | ChannelResult:
         """The pre-authorization's queryId, asked from UnionPay when the caller has none."""
         hold = await self._client.query_order(op, hold_key)
         if isinstance(hold, ChannelResult):
             return hold
-        try:
-            state = payment_state(hold)
-        except AcpError as exc:
-            return result(op, hold_key, Outcome.DECLINED, exc.reason, exc.message)
-        if state is None:
-            return result(op, hold_key, Outcome.UNKNOWN, hold.resp_code, hold.resp_msg)
-        if state is not PaymentState.HELD or not hold.query_id:
-            return result(op, hold_key, Outcome.DECLINED, state.value, "not held")
-        return hold.query_id
+        return held_query_id(op, hold_key, hold)
 
     async def _follow_up(
         self,
@@ -596,8 +412,8 @@ class UnionPayChannel:
             )
         except AcpError as exc:
             return self._refused(op, key, exc)
-        self._remember(key, txn_time)
-        self._link(hold_key, txn_type, key)
+        self._memory.remember(key, txn_time)
+        self._memory.link(hold_key, txn_type, key)
         reply = await self._client.exchange(op, key, acp, money=True)
         if isinstance(reply, ChannelResult):
             return reply
@@ -612,13 +428,8 @@ class UnionPayChannel:
         found = await self._client.query_order(op, key)
         if isinstance(found, ChannelResult):
             return found
-        if found.verdict is not Verdict.SUCCESS or found.orig_verdict is None:
-            return result(op, key, Outcome.UNKNOWN, found.resp_code, found.resp_msg)
-        if found.txn_type is not txn_type or found.amount_fen != amount_fen:
-            # A resent orderId (respCode 12) that names another transaction or amount.
-            return result(op, key, Outcome.DECLINED, "duplicate_order_id", "key reused")
-        settled = _settled(op, key, found, found.orig_verdict)
+        settled = confirmed_result(op, txn_type, key, amount_fen, found)
         done = settled.outcome is Outcome.APPROVED
         if done and txn_type is TxnType.PREAUTH_COMPLETE and found.query_id:
-            self._captured_ref[hold_key] = found.query_id
+            self._memory.captured(hold_key, found.query_id)
         return settled

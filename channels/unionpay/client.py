@@ -8,13 +8,16 @@ it certainly was not; a 5xx is UNKNOWN; a reply that is not form-encoded, not si
 certificate chaining to UnionPay's root, or about another merchant or order cannot be trusted —
 TECHNICAL_FAILURE (``bad_response_signature``), or UNKNOWN when the request may have moved money.
 
-The client also remembers each orderId's ``txnTime``: ACP identifies a transaction by orderId
-*and* txnTime, so a query needs both.
+ACP identifies a transaction by orderId *and* txnTime, so a query needs both. The client asks
+by the txnTime its :class:`~channels.unionpay.memory.OrderMemory` holds (what this instance
+sent, or what UnionPay's notify said). For an order it has not seen (after a restart) the order
+layer passes ``sent_at``, the journaled ``created_at`` of the request that created the key: the
+client formats it exactly as that request formatted its txnTime (Beijing time, to the second).
+Failing that it asks by UnionPay's queryId when the caller has one.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -25,21 +28,32 @@ from channels.transport import Request, Transport
 
 from .credentials import MerchantCredentials
 from .errors import AcpError
-from .messages import AcpRequest, build_query, decode_form, encode_form, format_txn_time
+from .memory import OrderMemory
+from .messages import (
+    AcpRequest,
+    TxnType,
+    build_query,
+    decode_form,
+    encode_form,
+    format_txn_time,
+)
 from .pki import SignCertVerifier
-from .responses import AcpReply, QueryReply, parse_query_reply, parse_reply
+from .responses import (
+    FOLLOW_UP_STATES,
+    AcpReply,
+    QueryReply,
+    Verdict,
+    parse_query_reply,
+    parse_reply,
+    result,
+)
 from .signing import SignPolicy, signed, verify_message
 
-__all__ = ["FORM", "AcpClient", "result"]
+__all__ = ["FORM", "AcpClient"]
 
 log = structlog.get_logger(__name__)
 
 FORM = "application/x-www-form-urlencoded;charset=UTF-8"
-MEMORY = 100_000  # remembered txnTimes: a day of a busy merchant's transactions
-
-
-def result(op: Operation, key: str, outcome: Outcome, reason: str, message: str) -> ChannelResult:
-    return ChannelResult(op, outcome, key, reason=reason, message=message)
 
 
 class AcpClient:
@@ -57,7 +71,7 @@ class AcpClient:
         self.creds = creds
         self.policy = policy
         self.certs = SignCertVerifier(creds.anchors)
-        self._txn_times: OrderedDict[str, str] = OrderedDict()  # orderId → its txnTime
+        self.memory = OrderMemory()
 
     def reload(self, creds: MerchantCredentials, policy: SignPolicy) -> None:
         self.creds, self.policy = creds, policy
@@ -65,19 +79,6 @@ class AcpClient:
 
     def now_txn_time(self) -> str:
         return format_txn_time(datetime.fromtimestamp(self.clock(), UTC))
-
-    def remember(self, order_id: str, txn_time: str, *, authoritative: bool = False) -> list[str]:
-        """Note an orderId's txnTime; returns the orderIds forgotten to stay bounded.
-
-        A resent request keeps the first txnTime: that is the one UnionPay has on file (a
-        notify's txnTime is UnionPay's own record, ``authoritative``, and replaces it)."""
-        if authoritative or order_id not in self._txn_times:
-            self._txn_times[order_id] = txn_time
-        self._txn_times.move_to_end(order_id)
-        forgotten = []
-        while len(self._txn_times) > MEMORY:
-            forgotten.append(self._txn_times.popitem(last=False)[0])
-        return forgotten
 
     async def exchange(
         self, op: Operation, key: str, acp: AcpRequest, *, money: bool
@@ -113,11 +114,32 @@ class AcpClient:
             return result(op, key, untrusted, exc.reason, exc.message)
 
     async def query_order(
-        self, op: Operation, order_id: str, query_id: str | None = None
+        self,
+        op: Operation,
+        order_id: str,
+        query_id: str | None = None,
+        *,
+        sent_at: datetime | None = None,
     ) -> QueryReply | ChannelResult:
-        """queryTrans of ``order_id`` (by its remembered txnTime, else by ``query_id``)."""
+        """queryTrans of ``order_id``: by the txnTime remembered for it, else by ``sent_at``
+        formatted as the request formatted it, else by the queryId ``query_id`` (also when
+        UnionPay knows no such orderId at ``sent_at``: the queryId settles it)."""
+        remembered = self.memory.txn_time(order_id)
+        if remembered is not None and sent_at is not None:
+            self._check_sent_at(order_id, remembered, sent_at)
+        if remembered is None and sent_at is not None:
+            found = await self._query_at(op, order_id, format_txn_time(sent_at))
+            not_found = isinstance(found, QueryReply) and found.verdict is Verdict.NOT_FOUND
+            if not (not_found and query_id):
+                return found
+        return await self._query_known(op, order_id, query_id)
+
+    async def _query_known(
+        self, op: Operation, order_id: str, query_id: str | None
+    ) -> QueryReply | ChannelResult:
+        """queryTrans of ``order_id`` by its remembered txnTime, else by ``query_id``."""
         mer_id = self.creds.mer_id
-        txn_time = self._txn_times.get(order_id)
+        txn_time = self.memory.txn_time(order_id)
         if txn_time is not None:
             acp = build_query(mer_id=mer_id, txn_time=txn_time, order_id=order_id)
         elif query_id:
@@ -137,3 +159,50 @@ class AcpClient:
             return parse_query_reply(reply.fields)
         except AcpError as exc:
             return result(op, order_id, Outcome.UNKNOWN, exc.reason, exc.message)
+
+    async def _query_at(
+        self, op: Operation, order_id: str, txn_time: str
+    ) -> QueryReply | ChannelResult:
+        """queryTrans of ``order_id`` sent at ``txn_time``. The time is remembered only once
+        UnionPay has found the transaction by it: a wrong ``sent_at`` must not shadow the right
+        one (or a later notify's) on the next query. A follow-up found this way is linked to
+        its hold again (through the hold key UnionPay echoes in ``reqReserved``)."""
+        try:
+            acp = build_query(mer_id=self.creds.mer_id, txn_time=txn_time, order_id=order_id)
+        except AcpError as exc:  # nothing was sent
+            return result(op, order_id, Outcome.TECHNICAL_FAILURE, exc.reason, exc.message)
+        reply = await self.exchange(op, order_id, acp, money=False)
+        if isinstance(reply, ChannelResult):
+            return reply
+        try:
+            found = parse_query_reply(reply.fields)
+        except AcpError as exc:
+            return result(op, order_id, Outcome.UNKNOWN, exc.reason, exc.message)
+        if found.verdict is not Verdict.SUCCESS:
+            return found
+        self.memory.remember(order_id, txn_time)
+        hold_key = reply.fields.get("reqReserved", "")
+        if hold_key not in ("", order_id) and found.txn_type in FOLLOW_UP_STATES:
+            assert found.txn_type is not None
+            self.memory.link(hold_key, found.txn_type, order_id)
+            done = found.orig_verdict is Verdict.SUCCESS
+            if found.txn_type is TxnType.PREAUTH_COMPLETE and done and found.query_id:
+                self.memory.captured(hold_key, found.query_id)
+        return found
+
+    def _check_sent_at(self, order_id: str, remembered: str, sent_at: datetime) -> None:
+        """The remembered txnTime wins (it is what UnionPay has on file); a caller's journaled
+        ``sent_at`` that disagrees with it is worth a look — a journal that drifted from what
+        was sent, or a key resent under a later time — but changes nothing."""
+        try:
+            journaled = format_txn_time(sent_at)
+        except (OverflowError, ValueError):
+            journaled = "unformattable"
+        if journaled != remembered:
+            log.warning(
+                "unionpay.sent_at_disagrees",
+                channel=self.channel_name,
+                order=order_id,
+                remembered_txn_time=remembered,
+                sent_at_txn_time=journaled,
+            )
