@@ -16,10 +16,12 @@ answer, and a table shows at a glance that none was forgotten. Three rules shape
   attempt, means the customer paid for nothing: the attempt records the truth (``approved``)
   and a refund attempt is journaled for whoever drives refunds (case 16, invariant 4).
 
-Three provider habits get tables of their own: refund figures that are the payment's running
+Four provider habits get tables of their own: refund figures that are the payment's running
 total (Alipay's ``refund_fee``, ``check_cumulative``), the rest of a pre-authorization that the
-provider unfreezes by itself after a completing capture (``IMPLIED_RELEASE``), and events whose
-provider reference is the hold's own identity (``REF_BOUND_KINDS``, case 24).
+provider unfreezes by itself after a completing capture (``IMPLIED_RELEASE``), the trade a
+capture makes under the hold's own key (``IMPLIED_CAPTURE``), and events whose provider
+reference is the hold's own identity (``REF_BOUND_KINDS``, case 24). The SQL that applies the
+Alipay-specific ones is ``implied``.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from channels.model import CallbackEvent, CallbackKind
+from channels.model import CallbackEvent, CallbackKind, Provider
 
 __all__ = [
     "ATTEMPT_TRANSITIONS",
     "CUMULATIVE_REFUND_OPERATIONS",
     "FINAL_STATES",
     "IMPLIED_BY",
+    "IMPLIED_CAPTURE",
     "IMPLIED_RELEASE",
     "KIND_OPERATIONS",
     "REF_BOUND_KINDS",
@@ -55,6 +58,7 @@ __all__ = [
     "classify",
     "decide",
     "family_of",
+    "implied_capture",
     "implied_step",
     "late_refund_key",
     "ref_conflicts",
@@ -323,6 +327,29 @@ def implied_step(state: str, outcome: EventOutcome) -> Implied:
     """Only a completed capture implies that the rest was unfrozen, and only a successful
     unfreeze is what it implied; anything else is as unknown as it was."""
     return IMPLIED_RELEASE.get((state, outcome), Implied.UNKNOWN)
+
+
+# A success event of these providers and kinds that names a hold but states another amount than
+# the hold's is about the order's attempt of the given operation for that amount, when there is
+# one. Alipay captures a pre-authorization with trade.pay (auth_no, auth_confirm_mode COMPLETE)
+# under the hold's own key as out_trade_no, so the trade_status_sync of a partial capture names
+# the hold and states what was captured. A full capture states the hold's amount and stays the
+# hold's (old news once the hold is approved). WeChat is not here: its payment *is* the prepaid
+# ceiling and its capture calls no one, so a payment event with another amount is simply wrong;
+# nor is UnionPay, whose completion has an orderId of its own.
+IMPLIED_CAPTURE: Mapping[tuple[Provider, CallbackKind], str] = {
+    (Provider.ALIPAY, CallbackKind.PAYMENT): "capture",
+}
+
+
+def implied_capture(event: CallbackEvent, operation: str, amount_fen: int) -> str | None:
+    """The operation of the attempt an event that landed on an attempt of ``operation`` for
+    ``amount_fen`` is about instead (``IMPLIED_CAPTURE``), or None when it is that attempt's.
+    Only a success moves a capture: anything else with a foreign amount stays a mismatch."""
+    target = IMPLIED_CAPTURE.get((event.provider, event.kind))
+    if target is None or operation != "hold" or classify(event) is not EventOutcome.SUCCEEDED:
+        return None
+    return None if stated_amount(event) == amount_fen else target
 
 
 class MoneyConflict(ValueError):

@@ -12,17 +12,21 @@ A verified ``CallbackEvent`` is recorded in one transaction that
 2. finds the attempt by its idempotency key (``out_trade_no``, or ``out_refund_no`` for
    refunds). Attempts are journaled before the provider is called, so a callback that beats
    the provider's response still finds its attempt (case 15);
-3. locks the order, then the attempt (always in that order, as every writer of orders must), and
-   checks the business: unknown key, another provider or channel, a kind that does not fit the
-   attempt's operation, a hold reference that is not the hold's (case 24), an amount that
-   differs (a running refund total is checked against all the payment's refunds). Any of these
-   rolls everything back and raises ``CallbackRejected``: the provider keeps retrying, and the
-   event is never acknowledged and dropped (case 11). Alerts for them are written after the
+3. locks the order, then the attempt the event names, then the one it is about when that is
+   another (always in that order, as every writer of orders must: whoever holds the order lock
+   first takes all the attempt locks, so two writers never deadlock on them), and checks the
+   business: unknown key, another provider or channel, a kind that does not fit the attempt's
+   operation, a hold or trade reference that is not ours (case 24), an amount that differs (a
+   running refund total is checked against all the payment's refunds). Any of these rolls
+   everything back and raises ``CallbackRejected``: the provider keeps retrying, and the event
+   is never acknowledged and dropped (case 11). Alerts for them are written after the
    rollback, on their own;
 4. applies the forward-only step of ``attempts.decide`` to the attempt and the order's money,
    and for a late success journals a refund attempt (key ``<attempt id>-LR``) and an alert. A
    release we never asked for but a completed capture implied (``attempts.IMPLIED_BY``) moves
-   only the order's money, recorded against the capture.
+   only the order's money, recorded against the capture. A payment event naming the hold with
+   the amount of one of its captures is that capture's trade (``attempts.IMPLIED_CAPTURE``) and
+   moves the capture. The Alipay-specific readings of the books are in ``implied``.
 
 Only when this returns has the transaction committed, and only then may the caller acknowledge.
 """
@@ -40,7 +44,6 @@ from channels.model import CallbackEvent, CallbackKind, CallbackRejected
 
 from .alerts import record_alert, to_json
 from .attempts import (
-    CUMULATIVE_REFUND_OPERATIONS,
     IMPLIED_BY,
     KIND_OPERATIONS,
     REDIRECTED_KINDS,
@@ -49,7 +52,6 @@ from .attempts import (
     Effect,
     EventOutcome,
     Family,
-    Implied,
     MoneyConflict,
     OrderMoney,
     Step,
@@ -58,7 +60,7 @@ from .attempts import (
     classify,
     decide,
     family_of,
-    implied_step,
+    implied_capture,
     late_refund_key,
     ref_conflicts,
     result_allowed,
@@ -66,6 +68,7 @@ from .attempts import (
 )
 from .bridge import Database, Row, Transaction
 from .errors import QueryError, StoreError
+from .implied import implied_release, other_refunds, trade_capture
 
 __all__ = [
     "AttemptResult",
@@ -282,9 +285,10 @@ async def _close_inbox(
 
 
 async def _locked_attempt(tx: Transaction, event: CallbackEvent) -> tuple[Row, bool]:
-    """The attempt the event is about, locked after its order (the lock order every writer of
-    orders and attempts follows), with the provider, channel, kind and reference checks done;
-    and whether the event is about an operation that attempt only implied (``IMPLIED_BY``)."""
+    """The attempt the event is about, locked after its order and the attempt the event names
+    (the lock order every writer of orders and attempts follows), with the provider, channel,
+    kind and reference checks done; and whether the event is about an operation that attempt
+    only implied (``IMPLIED_BY``)."""
     if event.kind in _OWN_KEY_KINDS and event.out_refund_no:
         key = event.out_refund_no
     elif event.kind is CallbackKind.REFUND:
@@ -319,6 +323,11 @@ async def _locked_attempt(tx: Transaction, event: CallbackEvent) -> tuple[Row, b
                 alert=True,
             )
         attempt = target
+    else:
+        traded = implied_capture(event, attempt["operation"], attempt["amount_fen"])
+        capture = None if traded is None else await trade_capture(tx, event, attempt, traded)
+        if capture is not None:
+            attempt = await _attempt_by_id(tx, capture)
     if attempt["provider"] != event.provider.value:
         raise CallbackRejected(
             "unknown_order", f"key {key!r} belongs to {attempt['provider']}", alert=True
@@ -344,6 +353,16 @@ async def _locked_attempt(tx: Transaction, event: CallbackEvent) -> tuple[Row, b
     return attempt, implied
 
 
+async def _attempt_by_id(tx: Transaction, attempt_id: str) -> Row:
+    """An attempt this transaction has locked already."""
+    row = await tx.fetchrow(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM payment_attempts WHERE id = $1", attempt_id
+    )
+    if row is None:  # locked by us a statement ago, and attempts are never deleted
+        raise CallbackRejected("unknown_attempt", f"attempt {attempt_id} vanished", alert=True)
+    return row
+
+
 async def _order_attempt(tx: Transaction, order_id: str, operation: str) -> Row | None:
     """The order's attempt of ``operation`` an event naming only the hold is about: the one
     still in flight, else the latest."""
@@ -361,7 +380,7 @@ async def _check_amount(tx: Transaction, event: CallbackEvent, attempt: Row) -> 
     against the payment's refunds on our books. Raises for what must not be acknowledged."""
     amount = attempt["amount_fen"]
     if event.refund_cumulative and event.refund_fen is not None:
-        approved, in_flight = await _other_refunds(tx, event, attempt)
+        approved, in_flight = await other_refunds(tx, event, attempt)
         check = check_cumulative(
             event.refund_fen, amount, approved_others=approved, in_flight_others=in_flight
         )
@@ -381,74 +400,27 @@ async def _check_amount(tx: Transaction, event: CallbackEvent, attempt: Row) -> 
     return check
 
 
-async def _other_refunds(tx: Transaction, event: CallbackEvent, attempt: Row) -> tuple[int, int]:
-    """The payment's other refunds, approved and in flight, in fen: the order's refunds through
-    the same channel, of the same provider trade where the attempt knows it (the order is
-    locked, so none of them moves while we count)."""
-    row = await tx.fetchrow(
-        "SELECT coalesce(sum(amount_fen) FILTER (WHERE state = 'approved'), 0)::bigint AS done,"
-        " coalesce(sum(amount_fen) FILTER (WHERE state IN ('requested', 'pending', 'unknown')),"
-        " 0)::bigint AS open FROM payment_attempts WHERE order_id = $1 AND channel = $2"
-        " AND operation = ANY($3::text[]) AND id <> $4"
-        " AND (provider_ref IS NULL OR $5::text IS NULL OR provider_ref = $5)",
-        attempt["order_id"],
-        attempt["channel"],
-        sorted(CUMULATIVE_REFUND_OPERATIONS),
-        attempt["id"],
-        event.provider_ref,
-    )
-    if row is None:  # an aggregate always answers one row
-        return 0, 0
-    return int(row["done"]), int(row["open"])
-
-
 async def _record_implied_release(
     tx: Transaction, inbox_id: int, event: CallbackEvent, capture: Row, order: Row
 ) -> CallbackOutcome:
     """The rest of the hold, unfrozen by the provider after a capture that completed it (Alipay
     auth_confirm_mode COMPLETE) when the order journaled no release: the provider confirms what
-    the capture implied. It moves the order's released money when it is exactly what the books
-    still hold (held - captured), is old news once the books show it released, and is recorded
-    against the capture, which it leaves as it is."""
+    the capture implied. ``implied.implied_release`` judges it against the order's money; it is
+    recorded against the capture, which it leaves as it is."""
     state = capture["state"]
-    outcome = classify(event)
-    verdict = implied_step(state, outcome)
-    if verdict is Implied.WAIT:
-        raise CallbackRejected(
-            "out_of_order", f"capture {capture['id']} is {state}: the rest waits for it"
-        )
-    if verdict is Implied.UNKNOWN:
-        raise CallbackRejected(
-            "unknown_attempt",
-            f"a {event.kind.value} ({outcome.value}) event for order {capture['order_id']}, "
-            f"which has no release attempt and a {state} capture",
-            alert=True,
-        )
     money = OrderMoney(
         order["held_fen"], order["captured_fen"], order["released_fen"], order["refunded_fen"]
     )
-    if money.captured_fen == 0:
-        raise CallbackRejected(
-            "out_of_order", f"capture {capture['id']}'s money is not on order yet"
-        )
-    rest = money.held_fen - money.captured_fen
-    if event.amount_fen != rest:
-        raise CallbackRejected(
-            "amount_mismatch",
-            f"event releases {event.amount_fen} fen, order {capture['order_id']} holds "
-            f"{money.held_fen} fen and captured {money.captured_fen} fen",
-            alert=True,
-        )
-    applied = money.released_fen < rest
+    applied = implied_release(event, capture, money)
     if applied:
-        await _apply_money(tx, capture["order_id"], order, "release", rest)
+        await _apply_money(tx, capture["order_id"], order, "release", event.amount_fen)
     effect = Effect.APPLY if applied else Effect.IGNORE
     await _close_inbox(
         tx,
         inbox_id,
         capture,
         applied=applied,
-        result=f"{state}->{state} (implied_release:{effect.value}, {outcome.value})",
+        result=f"{state}->{state} (implied_release:{effect.value}, {classify(event).value})",
     )
     return CallbackOutcome(
         _DISPOSITIONS[effect], inbox_id, capture["order_id"], capture["id"], state, state

@@ -35,7 +35,9 @@ What it gives you:
     (``duplicate``), ``ignored`` (``ignored``: old news, acknowledged, nothing moved),
     ``rejected`` (the verifier's reason, or the switch's: ``unknown_order``,
     ``amount_mismatch``, ``channel_mismatch``, ``kind_mismatch``, ``missing_refund_key``,
-    ``unknown_attempt``, ``out_of_order``, ``body_too_large``, ``body_timeout``), ``error``
+    ``unknown_attempt``, ``out_of_order``, ``provider_ref_mismatch`` (a hold's auth_no, or a
+    capture's trade_no, that is not the one on our books), ``body_too_large``,
+    ``body_timeout``), ``error``
     (``store_error`` / ``store_unavailable``: nothing committed, not acknowledged);
   - ``server.applied``: every event handed to the order layer; ``server.processor``,
     ``server.app``.

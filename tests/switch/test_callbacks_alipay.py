@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from alipay import AliPay
@@ -597,6 +598,103 @@ async def test_partial_refunds_notified_by_the_simulator_are_applied(
     ]
     assert [b"refund_fee=100.00" in t for t in totals] == [True, False, True]
     assert [b"refund_fee=150.00" in t for t in totals] == [False, True, False]
+    assert await alerts(store, subject=key) == []
+
+
+# --- a partial capture: its trade is notified under the hold's key ---------------------------
+
+
+def _sent_keys(records: list[dict[str, Any]], url: str) -> set[str]:
+    return {r["event_key"] for r in _sends(records, url)}
+
+
+def _accepted_keys(records: list[dict[str, Any]], url: str) -> set[str]:
+    return {r["event_key"] for r in _sends(records, url) if r["accepted"]}
+
+
+async def test_a_partial_capture_notified_by_the_simulator_moves_the_capture(
+    store: Store, side: AlipaySide, sim: ProviderSimProcess
+) -> None:
+    """The simulator freezes 300.00 and the switch captures 210.00 through AlipayChannel
+    (trade.pay with the auth_no, COMPLETE): Alipay notifies the capture's trade with the hold's
+    key as out_trade_no and total_amount 210.00, and unfreezes the other 90.00 by itself. The
+    trade's notify is the journaled capture's: it approves it, acknowledged at once with
+    ``success`` and no alert (not an amount mismatch retried for 25 hours); the unfreeze is
+    recorded against the capture."""
+    key = await _order(store)
+    control = sim.control
+    captured, rest = 21000, AMOUNT - 21000
+    sale = f"{key}S"
+    async with switch(store, side) as server:
+        url = f"{server.url}/callbacks/alipay"
+        client = AlipayChannel.from_config(side.config(sim.url("alipay"), url))
+        try:
+            now = datetime.now(CHINA)
+            hold = await client.hold(
+                HoldRequest(key, AMOUNT, "92#汽油", "", url, now, now + timedelta(minutes=5))
+            )
+            assert hold.outcome is Outcome.PENDING
+            await control.acustomer("alipay", key, "pay")
+            (frozen,) = await _await_sends(control, url, 1)
+            assert frozen["accepted"] and await attempt_state(store, key) == "approved"
+            # the order layer journals the capture before calling Alipay, and leaves it there:
+            # the notify, not the response, is what moves it in this test
+            capture = await create_attempt(
+                store, order_id=key, operation="capture", key=sale, amount_fen=captured
+            )
+            paid = await client.capture(
+                CaptureRequest(key, sale, captured, AMOUNT, now, provider_ref=hold.provider_ref)
+            )
+            assert paid.outcome is Outcome.APPROVED and paid.provider_ref is not None
+            assert paid.amount_fen == captured
+        finally:
+            await client.aclose()
+        # the trade's notify and the unfreeze's are sent together, in either order
+        records = await control.await_callbacks(
+            lambda rs: len(_sent_keys(rs, url)) >= 3, provider="alipay"
+        )
+        trade_rows = [
+            r
+            for r in await inbox_rows(store, order_id=key)
+            if b"notify_type=trade_status_sync" in r["body"]
+        ]
+        assert [(r["state"], r["attempt_id"]) for r in trade_rows] == [("applied", capture)]
+        trade_sends = [
+            r for r in _sends(records, url) if r["event_key"] == trade_rows[0]["event_id"]
+        ]
+        assert [(r["attempt"], r["accepted"]) for r in trade_sends] == [(1, True)]
+        row = await attempt_row(store, sale)
+        assert row is not None
+        assert (row["state"], row["provider_ref"], row["reason"]) == (
+            "approved",
+            paid.provider_ref,
+            "callback:TRADE_SUCCESS",
+        )
+        assert server.count(ALIPAY, "rejected", "amount_mismatch") == 0
+
+        # the unfreeze refused while the capture was still in flight lands on Alipay's retry
+        if _accepted_keys(records, url) != _sent_keys(records, url):
+            assert server.count(ALIPAY, "rejected", "out_of_order") == 1
+            await control.aadvance(240.0)
+            records = await control.await_callbacks(
+                lambda rs: _accepted_keys(rs, url) == _sent_keys(rs, url), provider="alipay"
+            )
+        assert len(_accepted_keys(records, url)) == 3
+        assert server.count(ALIPAY, "accepted", "applied") == 3
+    assert await order_money(store, key) == {
+        "held_fen": AMOUNT,
+        "captured_fen": captured,
+        "released_fen": rest,
+        "refunded_fen": 0,
+    }
+    assert await attempt_state(store, key) == "approved"
+    assert await attempt_state(store, sale) == "approved"
+    inbox = await inbox_rows(store, order_id=key)
+    assert sorted((r["state"], r["attempt_id"]) for r in inbox) == sorted(
+        [("applied", f"{key}-1"), ("applied", capture), ("applied", capture)]
+    )
+    (unfrozen,) = [r for r in inbox if b"notify_type=fund_auth_unfreeze" in r["body"]]
+    assert parse_qs(unfrozen["body"].decode(), keep_blank_values=True)["out_request_no"] == [""]
     assert await alerts(store, subject=key) == []
 
 
