@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
 import orjson
-import structlog
-import trio
 
 from channels.model import Provider
+from ops.process import configure_stderr_logs, run_until_signal
 
 from .base import ProviderSim, default_merchants
 from .service import (
@@ -53,41 +51,21 @@ def config_from_args(args: argparse.Namespace) -> ProviderServiceConfig:
     )
 
 
-async def serve(service: ProviderSimService) -> None:
-    """Run until SIGTERM or SIGINT; print the ready line once every server listens."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            ready = await nursery.start(service.run)
-            sys.stdout.buffer.write(orjson.dumps(ready) + b"\n")
-            sys.stdout.flush()
-            async for signum in signals:
-                structlog.get_logger("channels.sim").info("sim.stopping", signal=signum)
-                nursery.cancel_scope.cancel()
-                break
-
-
 def _configure_logs(verbose: bool) -> None:
-    level = logging.INFO if verbose else logging.WARNING
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-    logging.basicConfig(stream=sys.stderr, level=level)
+    configure_stderr_logs(verbose)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO if verbose else logging.WARNING)
 
 
 def run_providers(
     args: argparse.Namespace, classes: Sequence[type[ProviderSim]] | None = None
 ) -> int:
     _configure_logs(getattr(args, "verbose", False))
-    failures: list[BaseException] = []
-    try:
-        service = ProviderSimService(config_from_args(args), classes)
-        trio.run(serve, service)
-    except* (OSError, ValueError, ImportError) as group:  # at start: no port, bad arguments
-        failures.extend(_leaves(group))
-    for exc in failures:
-        print(f"fuelswitch sim providers: {exc}", file=sys.stderr)
-    return 1 if failures else 0
+    return run_until_signal(
+        "fuelswitch sim providers",
+        lambda: ProviderSimService(config_from_args(args), classes),
+        (OSError, ValueError, ImportError),  # at start: no port, bad arguments
+        "channels.sim",
+    )
 
 
 def run_keys(args: argparse.Namespace, classes: Sequence[type[ProviderSim]] | None = None) -> int:
@@ -111,11 +89,3 @@ def run_keys(args: argparse.Namespace, classes: Sequence[type[ProviderSim]] | No
     sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()
     return 0
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    """The exceptions themselves, not trio's nested groups around them."""
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out

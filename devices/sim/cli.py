@@ -10,18 +10,13 @@ cleanly, writing the state file a last time; the exit status is then 0.
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
-import sys
 from pathlib import Path
 
-import orjson
 import serial
-import structlog
-import trio
 
 from devices.gfd1.states import Mode
 from devices.modbus.rtu_codec import Parity, SerialSettings
+from ops.process import configure_stderr_logs, run_until_signal
 
 from .service import ServiceConfig, SimulatorService
 from .simulation import SimConfig
@@ -62,40 +57,11 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
     )
 
 
-async def serve(service: SimulatorService) -> None:
-    """Run until SIGTERM or SIGINT; print the ready line once listening."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            ready = await nursery.start(service.run)
-            sys.stdout.buffer.write(orjson.dumps(ready) + b"\n")
-            sys.stdout.flush()
-            async for signum in signals:
-                structlog.get_logger("devices.sim").info("sim.stopping", signal=signum)
-                nursery.cancel_scope.cancel()
-                break
-
-
 def run_pumps(args: argparse.Namespace) -> int:
-    level = logging.INFO if args.verbose else logging.WARNING
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    configure_stderr_logs(args.verbose)
+    return run_until_signal(
+        "fuelswitch sim pumps",
+        lambda: SimulatorService(config_from_args(args)),
+        (OSError, ValueError, serial.SerialException),  # at start: no ports
+        "devices.sim",
     )
-    failures: list[BaseException] = []
-    try:
-        service = SimulatorService(config_from_args(args))
-        trio.run(serve, service)
-    except* (OSError, ValueError, serial.SerialException) as group:  # at start: no ports
-        failures.extend(_leaves(group))
-    for exc in failures:
-        print(f"fuelswitch sim pumps: {exc}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    """The exceptions themselves: trio's nurseries nest groups, whose own message
-    ("Exceptions from Trio nursery") tells the user nothing."""
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out

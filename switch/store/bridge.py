@@ -25,6 +25,8 @@ import structlog
 import trio
 import trio_asyncio
 
+from ops.process import leaves
+
 from .errors import (
     CacheError,
     QueryError,
@@ -310,13 +312,6 @@ class Store:
     redis: Redis
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
-
-
 @asynccontextmanager
 async def _open_loop() -> AsyncIterator[trio_asyncio.TrioEventLoop]:
     """trio-asyncio's loop runs its body inside nurseries, so whatever leaves it arrives
@@ -326,9 +321,9 @@ async def _open_loop() -> AsyncIterator[trio_asyncio.TrioEventLoop]:
         async with trio_asyncio.open_loop() as loop:
             yield loop
     except BaseExceptionGroup as group:
-        leaves = _leaves(group)
-        if len(leaves) == 1 and isinstance(leaves[0], Exception):
-            raise leaves[0] from leaves[0].__cause__
+        found = leaves(group)
+        if len(found) == 1 and isinstance(found[0], Exception):
+            raise found[0] from found[0].__cause__
         raise
 
 
