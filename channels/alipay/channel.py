@@ -194,9 +194,8 @@ class AlipayChannel:
         )
         if isinstance(got, ChannelResult):
             return got
-        verdict = classify(got.reply)
-        if verdict.outcome is not Outcome.APPROVED:
-            return _result(op, key, verdict.outcome, reason=verdict.reason, message=verdict.message)
+        if (refused := _refused(op, key, got.reply)) is not None:
+            return refused
         info = _read(freeze_info, got.reply)
         if isinstance(info, str):
             return _result(op, key, Outcome.UNKNOWN, reason=info)
@@ -243,9 +242,8 @@ class AlipayChannel:
             return got
         if is_not_found(got.reply):
             return _result(op, key, Outcome.APPROVED, payment=PaymentStatus(PaymentState.NOT_FOUND))
-        verdict = classify(got.reply)
-        if verdict.outcome is not Outcome.APPROVED:
-            return _result(op, key, verdict.outcome, reason=verdict.reason, message=verdict.message)
+        if (refused := _refused(op, key, got.reply)) is not None:
+            return refused
         hold = _read(freeze_status, got.reply)
         if isinstance(hold, str):
             return _result(op, key, Outcome.TECHNICAL_FAILURE, reason=hold)
@@ -263,11 +261,9 @@ class AlipayChannel:
 
     async def capture(self, request: CaptureRequest) -> ChannelResult:
         op, key = Operation.CAPTURE, request.key
-        if not 0 < request.amount_fen <= request.held_fen:
-            return _result(op, key, Outcome.TECHNICAL_FAILURE, reason="bad_amount")
-        found = request.provider_ref or await self._auth_no(key)
+        found = await self._hold_auth_no(op, request)
         if isinstance(found, ChannelResult):
-            return _retag(found, op)
+            return found
         auth_no = found
         subject = f"{self._config.options.get('subject', '加油')} {request.capture_key}"
         got = await self._exchange(
@@ -281,9 +277,8 @@ class AlipayChannel:
         )
         if isinstance(got, ChannelResult):
             return got
-        verdict = classify(got.reply)
-        if verdict.outcome is not Outcome.APPROVED:
-            return _result(op, key, verdict.outcome, reason=verdict.reason, message=verdict.message)
+        if (refused := _refused(op, key, got.reply)) is not None:
+            return refused
         info = _read(capture_info, got.reply)
         if isinstance(info, str):
             return _result(op, key, Outcome.UNKNOWN, reason=info)
@@ -300,11 +295,9 @@ class AlipayChannel:
 
     async def release(self, request: ReleaseRequest) -> ChannelResult:
         op, key = Operation.RELEASE, request.key
-        if not 0 < request.amount_fen <= request.held_fen:
-            return _result(op, key, Outcome.TECHNICAL_FAILURE, reason="bad_amount")
-        found = request.provider_ref or await self._auth_no(key)
+        found = await self._hold_auth_no(op, request)
         if isinstance(found, ChannelResult):
-            return _retag(found, op)
+            return found
         auth_no = found
         got = await self._exchange(
             op,
@@ -315,9 +308,8 @@ class AlipayChannel:
         )
         if isinstance(got, ChannelResult):
             return got
-        verdict = classify(got.reply)
-        if verdict.outcome is not Outcome.APPROVED:
-            return _result(op, key, verdict.outcome, reason=verdict.reason, message=verdict.message)
+        if (refused := _refused(op, key, got.reply)) is not None:
+            return refused
         info = _read(unfreeze_info, got.reply)
         if isinstance(info, str):
             return _result(op, key, Outcome.UNKNOWN, reason=info)
@@ -343,9 +335,8 @@ class AlipayChannel:
         closed = PaymentStatus(PaymentState.CLOSED, provider_ref=provider_ref)
         if is_not_found(got.reply):
             return _result(op, key, Outcome.APPROVED, payment=PaymentStatus(PaymentState.NOT_FOUND))
-        verdict = classify(got.reply)
-        if verdict.outcome is not Outcome.APPROVED:
-            return _result(op, key, verdict.outcome, reason=verdict.reason, message=verdict.message)
+        if (refused := _refused(op, key, got.reply)) is not None:
+            return refused
         action = str(got.reply.body.get("action", ""))
         return _result(op, key, Outcome.APPROVED, payment=closed, client_data={"action": action})
 
@@ -399,9 +390,8 @@ class AlipayChannel:
             return got
         if is_not_found(got.reply):
             return _result(op, key, Outcome.APPROVED, refund=RefundState.NOT_FOUND)
-        verdict = classify(got.reply)
-        if verdict.outcome is not Outcome.APPROVED:
-            return _result(op, key, verdict.outcome, reason=verdict.reason, message=verdict.message)
+        if (refused := _refused(op, key, got.reply)) is not None:
+            return refused
         info = _read(refund_query_info, got.reply)
         if isinstance(info, str):
             return _result(op, key, Outcome.TECHNICAL_FAILURE, reason=info)
@@ -497,6 +487,15 @@ class AlipayChannel:
         log.debug("alipay.reply", method=call.method, key=key, code=reply.code, sub=reply.sub_code)
         return _Exchange(fields, reply)
 
+    async def _hold_auth_no(
+        self, op: Operation, request: CaptureRequest | ReleaseRequest
+    ) -> str | ChannelResult:
+        """The freeze's auth_no for a capture or release of it, after the amount check."""
+        if not 0 < request.amount_fen <= request.held_fen:
+            return _result(op, request.key, Outcome.TECHNICAL_FAILURE, reason="bad_amount")
+        found = request.provider_ref or await self._auth_no(request.key)
+        return _retag(found, op) if isinstance(found, ChannelResult) else found
+
     async def _auth_no(self, key: str) -> str | ChannelResult:
         """The hold's auth_no when the caller did not keep it: from the detail query."""
         result = await self.query(key)
@@ -512,6 +511,14 @@ class AlipayChannel:
             return None
         status = _read(trade_status, got.reply)
         return None if isinstance(status, str) else status
+
+
+def _refused(op: Operation, key: str, reply: GatewayReply) -> ChannelResult | None:
+    """The result for a reply that is not code 10000, or None when it is."""
+    verdict = classify(reply)
+    if verdict.outcome is Outcome.APPROVED:
+        return None
+    return _result(op, key, verdict.outcome, reason=verdict.reason, message=verdict.message)
 
 
 def _read(reader: Callable[[Mapping[str, Any]], T], reply: GatewayReply) -> T | str:
