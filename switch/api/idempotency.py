@@ -1,0 +1,243 @@
+"""``Idempotency-Key`` for requests that move money or create things, kept in PostgreSQL.
+
+A mobile client that loses the answer to "create my order" must be able to ask again without
+creating a second order (and a second hold on the customer's card). The first request with a
+key claims a row of ``api_idempotency_keys`` (principal, key) with the SHA-256 of what was
+asked; when it ends, its answer is stored there. Then:
+
+- the same key with the same request gets the stored answer again (``Idempotent-Replayed``);
+- the same key with another request is a client bug: 422 ``idempotency-key-reused``;
+- the same key while the first is still running: 409 ``idempotency-request-in-progress``;
+- a refusal (4xx) is an answer and is stored; a fault (5xx, a crash, a cancellation) deletes the
+  claim, because nothing was decided and the retry must really run again;
+- after 24 h a key may be reused for anything (the expired row is replaced).
+
+The claim is one ``INSERT ... ON CONFLICT`` so two concurrent first requests cannot both win.
+A claim left by a process that died mid-request stays "in progress" until it expires: taking
+it over earlier could run the operation twice, which is exactly what keys exist to prevent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+import trio
+from fastapi.responses import Response
+
+from switch.service import ServiceError
+from switch.store import Database, StoreError, StoreUnavailable
+
+from .problems import ApiProblem, service_problem
+
+__all__ = [
+    "DEFAULT_TTL_S",
+    "IDEMPOTENCY_HEADER",
+    "REPLAYED_HEADER",
+    "IdempotencyStore",
+    "StoredResponse",
+    "check_key",
+    "request_fingerprint",
+]
+
+log = structlog.get_logger("api")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+DEFAULT_TTL_S = 24 * 3600
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # visible ASCII: it is logged and passed to providers
+_KEY = re.compile(KEY_PATTERN)
+_KEPT_HEADERS = ("location",)  # what a replay must repeat besides status and body
+_CLAIM_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    media_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, response: Response) -> StoredResponse:
+        kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
+        media_type = response.media_type or "application/json"
+        return cls(response.status_code, bytes(response.body), media_type, kept)
+
+    def encode(self) -> bytes:
+        envelope = {"media_type": self.media_type, "headers": dict(self.headers)}
+        return orjson.dumps(envelope | {"body": self.body.decode()})
+
+    @classmethod
+    def decode(cls, status: int, raw: bytes) -> StoredResponse:
+        envelope = orjson.loads(raw)
+        body = envelope["body"].encode()
+        return cls(status, body, envelope["media_type"], envelope["headers"])
+
+    def replay(self) -> Response:
+        headers = {**self.headers, REPLAYED_HEADER: "true"}
+        return Response(self.body, self.status, headers=headers, media_type=self.media_type)
+
+
+def check_key(key: str | None) -> str:
+    """The key, or the problem a client must fix before it may retry anything."""
+    if key is None:
+        raise ApiProblem(
+            428,
+            "idempotency-key-required",
+            f"this request moves money or creates something: send an {IDEMPOTENCY_HEADER} "
+            "header (a fresh random value, reused only to retry this same request)",
+        )
+    if not _KEY.match(key):
+        raise ApiProblem(
+            400,
+            "idempotency-key-invalid",
+            f"the {IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
+        )
+    return key
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> bytes:
+    """SHA-256 of the method, the path and the body in canonical JSON (sorted keys, no
+    spaces): the same request written with its fields in another order is the same request."""
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(f"{method.upper()} {path}\n".encode() + canonical).digest()
+
+
+_CLAIM = """
+INSERT INTO api_idempotency_keys (principal, key, request_hash, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (principal, key) DO UPDATE
+   SET request_hash = EXCLUDED.request_hash, status = NULL, response = NULL,
+       created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+ WHERE api_idempotency_keys.expires_at <= EXCLUDED.created_at
+RETURNING true
+"""
+_EXISTING = """
+SELECT request_hash, status, response FROM api_idempotency_keys WHERE principal = $1 AND key = $2
+"""
+_FINISH = """
+UPDATE api_idempotency_keys SET status = $3, response = $4
+ WHERE principal = $1 AND key = $2 AND status IS NULL
+"""
+_ABANDON = "DELETE FROM api_idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL"
+_PURGE = "DELETE FROM api_idempotency_keys WHERE expires_at <= $1"
+
+
+class IdempotencyStore:
+    """The claims and stored answers; ``clock`` (epoch seconds) decides expiry."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._counts = dict.fromkeys(
+            ["claimed", "replayed", "reused", "in_progress", "stored", "abandoned"], 0
+        )
+
+    def statistics(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    async def claim(self, principal: str, key: str, fingerprint: bytes) -> StoredResponse | None:
+        """None: this request owns the key and must run. Otherwise the stored answer, or the
+        problem (reused for another request, first one still in progress)."""
+        for _ in range(_CLAIM_ATTEMPTS):
+            now = self._now()
+            expires = datetime.fromtimestamp(now.timestamp() + self._ttl_s, UTC)
+            args = (principal, key, fingerprint, now, expires)
+            if await self._db.fetchval(_CLAIM, *args):
+                self._counts["claimed"] += 1
+                return None
+            row = await self._db.fetchrow(_EXISTING, principal, key)
+            if row is None:  # the holder abandoned it between our two statements: try again
+                continue
+            if bytes(row["request_hash"]) != fingerprint:
+                self._counts["reused"] += 1
+                raise ApiProblem(
+                    422,
+                    "idempotency-key-reused",
+                    f"this {IDEMPOTENCY_HEADER} was already used for a different request; "
+                    "use a new key for a new request",
+                )
+            if row["status"] is None:
+                break
+            self._counts["replayed"] += 1
+            return StoredResponse.decode(row["status"], bytes(row["response"]))
+        self._counts["in_progress"] += 1
+        raise ApiProblem(
+            409,
+            "idempotency-request-in-progress",
+            f"the first request with this {IDEMPOTENCY_HEADER} is still being handled; "
+            "retry shortly with the same key",
+        )
+
+    async def finish(self, principal: str, key: str, answer: StoredResponse) -> None:
+        await self._db.execute(_FINISH, principal, key, answer.status, answer.encode())
+        self._counts["stored"] += 1
+
+    async def abandon(self, principal: str, key: str) -> None:
+        await self._db.execute(_ABANDON, principal, key)
+        self._counts["abandoned"] += 1
+
+    async def purge(self) -> int:
+        """Delete expired rows (claims replace them anyway; this keeps the table small)."""
+        status = await self._db.execute(_PURGE, self._now())
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def run(
+        self,
+        principal: str,
+        key: str | None,
+        fingerprint: bytes,
+        instance: str,
+        operation: Callable[[str], Awaitable[Response]],
+    ) -> Response:
+        """Run ``operation(key)`` once per key, replaying its answer to retries."""
+        key = check_key(key)
+        try:
+            stored = await self.claim(principal, key, fingerprint)
+        except StoreUnavailable:
+            # Without the claim nothing may run (it could run twice): say "retry", not "broke".
+            raise ApiProblem(
+                503,
+                "unavailable",
+                "the switch cannot record idempotency keys right now; retry with the same key",
+                headers={"Retry-After": "2"},
+            ) from None
+        if stored is not None:
+            return stored.replay()
+        settled = False
+        try:
+            try:
+                response = await operation(key)
+            except ServiceError as error:
+                response = service_problem(error, instance)
+            except ApiProblem as refused:
+                response = refused.response(instance)
+            if response.status_code < 500:
+                await self.finish(principal, key, StoredResponse.of(response))
+                settled = True
+            return response
+        finally:
+            if not settled:  # a fault, a 5xx or a cancellation: the retry must run again
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    try:
+                        await self.abandon(principal, key)
+                    except StoreError as exc:  # the original fault is the one to report
+                        log.warning("api.idempotency_abandon_failed", key=key, error=str(exc))
