@@ -21,6 +21,8 @@ POINTS: Final = frozenset(
         "pump.after_authorize",  # the pump acknowledged, ``authorized`` not yet journaled
         "pump.fuelling",  # ``fuelling`` journaled, the nozzle is flowing
         "pump.after_completed",  # ``completed`` journaled, CLEAR_SALE not yet written
+        "pump.after_lock_requested",  # ``lock_requested`` journaled, LOCK_SALE not yet written
+        "pump.after_collect_requested",  # ``collect_requested`` journaled, CLEAR_SALE not yet
     }
 )
 

@@ -19,7 +19,9 @@ Refused calls fail the caller, never the actor.
 
 The behaviour is split by concern: :mod:`devices.pump_base` (journal, subscribers,
 alerts, timer), :mod:`devices.pump_admin` (prices, open/close, stop buttons, pump
-errors), :mod:`devices.pump_sales` (the sale, orphans, gaps); this module has the
+errors), :mod:`devices.pump_lookup` (sale status, payable sales, pump info: no pump
+I/O), :mod:`devices.pump_buffer` (the payable buffer: post-pay sales, orphans, locking
+and collecting), :mod:`devices.pump_sales` (the sale, gaps); this module has the
 lifecycle, the poll and the call table. Messages are in :mod:`devices.pump_messages`.
 """
 
@@ -40,18 +42,31 @@ from .pump_messages import (
     Authorize,
     Authorized,
     Close,
+    CollectSale,
     EmergencyStop,
+    LockSale,
+    LookupFailed,
     Open,
+    PayableSale,
+    PayableSales,
     Poll,
     PumpBusy,
     PumpClosed,
     PumpEvent,
+    PumpInfo,
+    PumpInfoReply,
     ResetError,
     Resume,
+    SaleFinished,
+    SaleNotPayable,
+    SalePhase,
+    SaleReport,
+    SaleStatus,
     SetPrices,
     Stop,
     Subscribe,
     Suspend,
+    UnlockSale,
     Unsubscribe,
 )
 from .pump_sales import PumpSales, contact
@@ -60,26 +75,40 @@ __all__ = [
     "Authorize",
     "Authorized",
     "Close",
+    "CollectSale",
     "EmergencyStop",
+    "LockSale",
+    "LookupFailed",
     "Open",
+    "PayableSale",
+    "PayableSales",
     "PumpActor",
     "PumpBusy",
     "PumpClosed",
     "PumpEvent",
+    "PumpInfo",
+    "PumpInfoReply",
     "ResetError",
     "Resume",
+    "SaleFinished",
+    "SaleNotPayable",
+    "SalePhase",
+    "SaleReport",
+    "SaleStatus",
     "SetPrices",
     "Stop",
     "Subscribe",
     "Suspend",
+    "UnlockSale",
     "Unsubscribe",
 ]
 
 log = structlog.get_logger("devices")
 
 # What a refused call raises into its caller (the actor carries on): the pump's refusals
-# and silences, the actor's own "not now", and arguments no pump should be sent.
-REFUSALS: Final = (DriverError, PumpBusy, ValueError)
+# and silences, the actor's own "not now", arguments no pump should be sent, and a
+# lookup the journal could not answer.
+REFUSALS: Final = (DriverError, PumpBusy, ValueError, LookupFailed)
 
 
 class PumpActor(PumpSales):
@@ -100,6 +129,8 @@ class PumpActor(PumpSales):
             # ``completed`` is journaled: finish the clear first, so that the sale still at
             # the head of the pump's buffer is not taken for a stranger's.
             await self._clear_pending()
+        if self.ledger.book.collecting is not None:  # a post-pay sale paid, not yet cleared
+            await self._collect_pending()
         status = await self.driver.status()
         self.status = status
         if self.ledger.boot_count is None:  # first contact: what the pump says is the base
@@ -148,13 +179,19 @@ class PumpActor(PumpSales):
             await self._clear_pending()
             self._poll_again = True
             return
+        if self.ledger.book.collecting is not None:
+            await self._collect_pending()
+            self._poll_again = True
+            return
         if self.ledger.open_sale is not None:
             await self._follow_sale(status)
             self._poll_again = self.ledger.open_sale is None
             return  # prices and a close wait for the sale anyway
+        await self._forget_gone(status)
         head = status.last_sale
-        if status.fp_state is FPState.COMPLETED and head is not None:
-            await self._orphan_from_head(head)
+        if head is not None and await self._buffer_head(head, status):
+            self._poll_again = True
+            return
         if self.ledger.pending_prices is not None:
             await self._apply_pending_prices(status)
         await self._drive_admin(status)
@@ -186,6 +223,8 @@ class PumpActor(PumpSales):
             "open_sale": self.sale_id,
             "open_sale_state": ledger.open_sale_state,
             "pending_clear": ledger.pending_clear.sale_id if ledger.pending_clear else None,
+            "payable": [p.pump_sale_seq for p in ledger.book.payables],
+            "collecting": ledger.book.collecting.pump_sale_seq if ledger.book.collecting else None,
             "boot_count": status.boot_count if status else None,
             "error_code": int(status.error_code) if status else None,
             "admin": ledger.admin.value,
@@ -216,4 +255,10 @@ _CALLS: Final[dict[type, Callable[[PumpActor, Any], Awaitable[Any]]]] = {
     Open: PumpActor._open,
     Subscribe: PumpActor._subscribe,
     Unsubscribe: PumpActor._unsubscribe,
+    SaleStatus: PumpActor._sale_status,
+    PayableSales: PumpActor._payable_sales,
+    LockSale: PumpActor._lock_sale,
+    UnlockSale: PumpActor._unlock_sale,
+    CollectSale: PumpActor._collect_sale,
+    PumpInfo: PumpActor._pump_info,
 }

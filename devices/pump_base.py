@@ -55,6 +55,7 @@ def pump_view(status: StatusBlock, totals: tuple[NozzleTotals, ...]) -> PumpView
         status.boot_count,
         head.auth_token if head is not None else None,
         status.cur_auth_token,
+        head.seq if head is not None else None,
     )
 
 

@@ -31,6 +31,12 @@ prices_refused     ``price_set_id, result``: the pump refused them for good (not
 close_requested    ``{}``: CLOSE once nothing is open or left to clear
 closed / opened    ``{}``: the pump reported CLOSED / OPEN was decided (then sent)
 =================  ==========================================================================
+
+``completed`` and ``void`` carry ``queued: true`` when the sale ended behind others in the
+pump's payable buffer: its record is cleared when it reaches the head, not now. The post-pay
+events (``payable``, ``lock_requested`` ... ``collected``, ``payable_gone``) and the finished
+sales kept for lookups are folded by :mod:`devices.pump_book` into ``PumpLedger.book``; a
+``payable`` moves the known totals exactly as an ``orphan`` does.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from typing import Any, Final
 from switch.store.journal import RecordedEvent
 
 from .driver import DriverMemory
+from .pump_book import BOOK_EVENTS, SaleBook, book_apply, ended
 from .recovery import JournalView, OpenSale
 
 ALERTS_KEPT: Final = 50  # the latest alerts an operator can list from the actor
@@ -88,9 +95,11 @@ class PumpLedger:
     alerts: int = 0
     recent_alerts: tuple[Mapping[str, Any], ...] = ()  # the last ALERTS_KEPT, oldest first
     orphan_seqs: frozenset[int] = frozenset()  # pump sale numbers already recorded as orphans
+    book: SaleBook = field(default_factory=SaleBook)  # finished sales, payables, collections
 
     def journal_view(self) -> JournalView:
-        return JournalView(self.open_sale, self.volume_totals, self.boot_count)
+        accounted = self.orphan_seqs | self.book.payable_seqs
+        return JournalView(self.open_sale, self.volume_totals, self.boot_count, accounted)
 
     def driver_memory(self) -> DriverMemory:
         sale = self.open_sale
@@ -113,15 +122,20 @@ def _auth_requested(ledger: PumpLedger, p: Mapping[str, Any]) -> PumpLedger:
         _totals(p["start_totals"]),
         _totals(p.get("start_amount_totals") or {}),
         p.get("price_set_id"),
+        p.get("order_id"),
     )
     return replace(ledger, open_sale=sale, open_sale_state="auth_requested")
 
 
-def _ended(ledger: PumpLedger, p: Mapping[str, Any], totals: Mapping[str, Any]) -> PumpLedger:
-    """``completed`` or ``void``: the sale is over; the pump's record awaits CLEAR_SALE."""
+def _ended(
+    ledger: PumpLedger, kind: str, p: Mapping[str, Any], totals: Mapping[str, Any]
+) -> PumpLedger:
+    """``completed`` or ``void``: the sale is over; the pump's record awaits CLEAR_SALE
+    (unless it is queued behind other sales in the buffer: cleared once it is the head)."""
     pending = None
-    if p.get("pump_sale_seq"):
+    if p.get("pump_sale_seq") and not p.get("queued"):
         pending = PendingClear(p["sale_id"], p["pump_sale_seq"])
+    token = ledger.open_sale.token if ledger.open_sale is not None else None
     return replace(
         ledger,
         open_sale=None,
@@ -129,6 +143,7 @@ def _ended(ledger: PumpLedger, p: Mapping[str, Any], totals: Mapping[str, Any]) 
         pending_clear=pending,
         volume_totals={**ledger.volume_totals, **_totals(totals)},
         sales=ledger.sales + 1,
+        book=ended(ledger.book, kind, p, token),
     )
 
 
@@ -156,13 +171,21 @@ def apply(ledger: PumpLedger, seq: int, kind: str, p: Mapping[str, Any]) -> Pump
     if kind in ("authorized", "fuelling"):
         return replace(ledger, open_sale_state=kind)
     if kind == "completed":
-        return _ended(ledger, p, p["end_totals"])
+        return _ended(ledger, kind, p, p["end_totals"])
     if kind == "void":
-        return _ended(ledger, p, {})
+        return _ended(ledger, kind, p, {})
     if kind == "cleared":
-        return replace(ledger, pending_clear=None)
+        clear = ledger.pending_clear  # stays if a queued sale of ours was cleared instead
+        if clear is None or clear.sale_id == p["sale_id"]:
+            clear = None
+        return replace(ledger, pending_clear=clear, book=book_apply(ledger.book, kind, p))
     if kind == "orphan":
         return _orphan(ledger, p)
+    if kind == "payable":
+        totals = {**ledger.volume_totals, **_totals(p["end_totals"])}
+        return replace(ledger, volume_totals=totals, book=book_apply(ledger.book, kind, p))
+    if kind in BOOK_EVENTS:
+        return replace(ledger, book=book_apply(ledger.book, kind, p))
     if kind == "alert":
         return _alert(ledger, p)
     if kind == "error_cleared":

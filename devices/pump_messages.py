@@ -15,7 +15,23 @@ Close              :class:`Admin`: CLOSED, or CLOSING until the buffer is collec
 Open               :class:`Admin` OPEN
 Subscribe          the actor's snapshot; :class:`PumpEvent` casts follow
 Unsubscribe        None
+SaleStatus         :class:`SaleReport` from memory, or the journal for old sales (never
+                   the pump); :class:`LookupFailed` if the journal cannot be read
+PayableSales       ``tuple[PayableSale, ...]`` in the pump's buffer, head first (no pump I/O)
+LockSale           the :class:`PayableSale` locked for the order; :class:`SaleNotPayable`
+                   unless it heads the buffer and no other order holds it; again by the
+                   same order: answered at once
+UnlockSale         None; another order may lock the sale (GFD-1 has no unlock command)
+CollectSale        None once CLEAR_SALE took the sale out of the buffer; only by the order
+                   holding the lock (:class:`SaleNotPayable`); again: None (also if the
+                   sale was cleared at the console while the order held it: alerted)
+PumpInfo           :class:`PumpInfoReply` from the last status and the journal (no pump I/O)
 =================  ======================================================================
+
+``Authorize`` is idempotent by ``sale_id``: the open sale's id answers its
+:class:`Authorized` again without a word to the pump, and the id of a sale that has
+finished (completed or void) raises :class:`SaleFinished`, so that a recovering order
+learns it must look the sale up (``SaleStatus``) rather than authorize it again.
 
 A refused call fails the caller's ``await`` with the error and leaves the actor running:
 refusals are the pump's business, not a reason to restart.
@@ -28,7 +44,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from actors import ActorError
+
 from .gfd1.states import PresetType
+from .pump_book import PayableSale, SalePhase, SaleReport
 from .pump_journal import Admin
 
 __all__ = [
@@ -38,19 +57,32 @@ __all__ = [
     "Authorize",
     "Authorized",
     "Close",
+    "CollectSale",
     "EmergencyStop",
+    "LockSale",
+    "LookupFailed",
     "Open",
+    "PayableSale",
+    "PayableSales",
     "Poll",
     "PriceChange",
     "PumpBusy",
     "PumpClosed",
     "PumpEvent",
+    "PumpInfo",
+    "PumpInfoReply",
     "ResetError",
     "Resume",
+    "SaleFinished",
+    "SaleNotPayable",
+    "SalePhase",
+    "SaleReport",
+    "SaleStatus",
     "SetPrices",
     "Stop",
     "Subscribe",
     "Suspend",
+    "UnlockSale",
     "Unsubscribe",
 ]
 
@@ -132,6 +164,64 @@ class Unsubscribe:
     address: str
 
 
+# -- lookups and post-pay ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SaleStatus:
+    """How did (or does) sale ``sale_id`` go? Answers a :class:`SaleReport`."""
+
+    sale_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayableSales:
+    """The post-pay sales waiting in the pump's buffer, head first."""
+
+
+@dataclass(frozen=True, slots=True)
+class LockSale:
+    """Reserve the payable sale ``pump_sale_seq`` for ``order_id`` (LOCK_SALE)."""
+
+    pump_sale_seq: int
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockSale:
+    """Give the sale up (the order failed or was cancelled): another order may lock it."""
+
+    pump_sale_seq: int
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CollectSale:
+    """The order paid: take the sale out of the pump's buffer (CLEAR_SALE)."""
+
+    pump_sale_seq: int
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PumpInfo:
+    """What the API shows for a pump; answered from memory."""
+
+
+@dataclass(frozen=True, slots=True)
+class PumpInfoReply:
+    pump: str  # the actor's address
+    fp_state: str  # lower-case FPState name, or "offline"
+    online: bool
+    admin: str  # open | closing | closed
+    open_sale: str | None  # sale id
+    open_sale_order: str | None  # its order id
+    payable: tuple[PayableSale, ...]
+    nozzles: int
+    price_set_id: int | None
+    last_error: str | None
+
+
 # -- out and internal ----------------------------------------------------------------------
 
 
@@ -140,7 +230,8 @@ class PumpEvent:
     """Cast to subscribers. ``kind``: ``state`` (every FP state change), ``calling``,
     ``authorized``, ``fuelling`` (first flow, then progress at most once a second with
     volume and amount), ``completed``, ``void``, ``orphan``, ``alert``, ``prices_applied``,
-    ``closed``, ``opened``."""
+    ``closed``, ``opened``; post-pay: ``payable``, ``locked``, ``unlocked``, ``collected``,
+    ``payable_gone`` (their journal payloads)."""
 
     pump: str
     kind: str
@@ -159,6 +250,11 @@ PUBLISHED: Final = frozenset(
         "prices_applied",
         "closed",
         "opened",
+        "payable",
+        "locked",
+        "unlocked",
+        "collected",
+        "payable_gone",
     }
 )
 
@@ -177,6 +273,7 @@ class AlertKind(enum.StrEnum):
     EMERGENCY_STOP = "emergency_stop"  # this actor sent EMERGENCY_STOP
     TOTALS_GAP = "totals_gap"  # start totals differ from the last known end totals
     UNREACHABLE = "unreachable"  # no answer for longer than the threshold
+    PAYABLE_GONE = "payable_gone"  # a locked post-pay sale was cleared outside the switch
 
 
 # -- errors to the caller -----------------------------------------------------------------
@@ -188,3 +285,22 @@ class PumpBusy(Exception):
 
 class PumpClosed(PumpBusy):
     """The point is closed, or closing: no new sale until Open()."""
+
+
+class SaleFinished(PumpBusy):
+    """``Authorize`` named a sale that has already ended: ask ``SaleStatus`` how."""
+
+    def __init__(self, sale_id: str) -> None:
+        super().__init__(f"sale {sale_id} has finished")
+        self.sale_id = sale_id
+
+
+class SaleNotPayable(PumpBusy):
+    """The post-pay sale is not there to lock or collect (gone, not the buffer's head,
+    or held by another order)."""
+
+
+class LookupFailed(ActorError):
+    """The journal could not be read to answer a lookup. An :class:`ActorError` because,
+    to the caller, it is the same as a pump actor that did not answer: nothing was done,
+    ask again later."""

@@ -12,7 +12,16 @@ and in the poll loop alike.
 Totals are the truth at the pump (ARCHITECTURE.md invariant 6): the end totals of one
 sale are the start totals of the next, per nozzle. Litres that no journaled sale explains
 become an ``orphan`` (an exception sale) with an alert, whether they show up as a foreign
-sale at the head of the payable buffer or as a gap found before the next AUTHORIZE.
+sale at the head of the payable buffer or as a gap found before the next AUTHORIZE -
+unless the pump is in stand-alone mode, where such sales are post-pay sales to collect
+(:mod:`devices.pump_buffer`).
+
+``Authorize`` is idempotent by sale id (the open sale's id answers again; a finished
+sale's id raises ``SaleFinished``). A prepay sale may be authorized behind payable sales
+waiting in the buffer; it then ends where its sale block cannot be read (only the head's
+can): it is finished from the totals (volume and amount exact, the pump still showing our
+token and the sale's figures on its display) and journaled ``queued``, and its record is
+cleared when it reaches the head.
 """
 
 from __future__ import annotations
@@ -26,10 +35,11 @@ from .crashpoints import crash_point
 from .driver import CommandRefused, PumpUnreachable
 from .gfd1.codec import NozzleTotals, SaleRecord, StatusBlock
 from .gfd1.states import FPState
-from .pump_admin import PumpAdmin
 from .pump_base import amounts, as_payload, pump_view, volumes
+from .pump_book import SalePhase
+from .pump_buffer import PumpBuffer
 from .pump_journal import Admin
-from .pump_messages import AlertKind, Authorize, Authorized, PumpBusy, PumpClosed
+from .pump_messages import AlertKind, Authorize, Authorized, PumpBusy, PumpClosed, SaleFinished
 from .recovery import LIVE, Action, decide, moved_since
 
 FLOWING: Final = frozenset({FPState.FUELLING, FPState.SUSPENDED_FUELLING})
@@ -40,10 +50,15 @@ def contact(status: StatusBlock, totals: tuple[NozzleTotals, ...]) -> dict[str, 
     return {"boot_count": status.boot_count, "totals": as_payload(volumes(totals))}
 
 
-class PumpSales(PumpAdmin):
+class PumpSales(PumpBuffer):
     # -- authorize ---------------------------------------------------------------------------
 
     async def _authorize(self, msg: Authorize) -> Authorized:
+        sale = self.ledger.open_sale
+        if sale is not None and sale.sale_id == msg.sale_id:
+            return Authorized(sale.sale_id, sale.token)  # asked again: nothing to send
+        if (await self._sale_report(msg.sale_id)).state in (SalePhase.COMPLETED, SalePhase.VOID):
+            raise SaleFinished(msg.sale_id)
         if self.recovered is None:
             raise PumpUnreachable(f"{self.address}: not yet reconciled with the pump")
         if self.ledger.admin is not Admin.OPEN:
@@ -54,17 +69,20 @@ class PumpSales(PumpAdmin):
         await self._check_boot(status)
         if status.fp_state is FPState.CLOSED:
             raise PumpClosed(f"{self.address}: the pump is CLOSED")
-        if status.unpaid_count:
-            # Our sale's block must reach the head of the buffer for us to read it.
+        queueing = self._payables_ahead(status)
+        if status.unpaid_count and not queueing:
+            # A sale not journaled yet heads the buffer: the poll deals with it first.
             raise PumpBusy(f"{self.address}: {status.unpaid_count} uncollected sale(s)")
-        if status.fp_state not in _READY:
+        if status.fp_state not in _READY and not (
+            queueing and status.fp_state is FPState.COMPLETED
+        ):
             raise PumpBusy(f"{self.address}: the pump is {status.fp_state.name}")
         price_set_id = status.price_set_id
         pending = self.ledger.pending_prices
         if pending is not None and await self._apply_pending_prices(status):
             price_set_id = pending.price_set_id  # the new prices go first
         totals = await self.driver.totals()
-        await self._check_gap(totals)
+        await self._check_gap(totals, status)
         return await self._send_authorize(msg, price_set_id, totals)
 
     async def _send_authorize(
@@ -108,12 +126,13 @@ class PumpSales(PumpAdmin):
         self._poll_soon()
         return Authorized(msg.sale_id, token)
 
-    async def _check_gap(self, totals: tuple[NozzleTotals, ...]) -> None:
+    async def _check_gap(self, totals: tuple[NozzleTotals, ...], status: StatusBlock) -> None:
         """Start totals must equal the last known end totals; the difference is a sale
-        nobody journaled: an orphan for it, and an alert."""
+        nobody journaled: an orphan for it, and an alert (not for a stand-alone pump's
+        buffered sales: they are journaled as payable when they reach the head)."""
         moved = moved_since(self.ledger.volume_totals, volumes(totals))
         gained = {n: v for n, v in moved.items() if v > 0}
-        if gained:
+        if gained and not self._standalone_explains(status):
             sale_id = f"orphan-{secrets.token_hex(6)}"
             now = volumes(totals)
             await self._record(
@@ -212,13 +231,15 @@ class PumpSales(PumpAdmin):
             else:
                 await self._complete(head, totals)
         elif action is Action.FINISH_FROM_TOTALS and sale is not None:
-            await self._complete_from_totals(totals, moved)
+            await self._complete_from_totals(status, totals, moved)
         elif action is Action.VOID and sale is not None:
             await self._record("void", {"sale_id": sale.sale_id, "reason": "no fuel dispensed"})
         elif action is Action.ORPHAN:
             if status.fp_state is FPState.COMPLETED and head is not None:
-                await self._orphan_from_head(head)
-            elif gained := {n: v for n, v in moved.items() if v > 0}:
+                await self._buffer_head(head, status)
+            elif (gained := {n: v for n, v in moved.items() if v > 0}) and (
+                not self._standalone_explains(status)
+            ):
                 await self._orphan(gained, {n: volumes(totals)[n] for n in gained}, {})
         # ADOPT and NOTHING: the poll loop carries on watching.
 
@@ -254,29 +275,44 @@ class PumpSales(PumpAdmin):
         await self._clear_pending()
 
     async def _complete_from_totals(
-        self, totals: tuple[NozzleTotals, ...], moved: dict[int, int]
+        self, status: StatusBlock, totals: tuple[NozzleTotals, ...], moved: dict[int, int]
     ) -> None:
-        """The sale block is gone (lost with the power): the totals say what flowed."""
+        """The sale block cannot be read: lost with the power (reconstructed, alerted), or
+        queued behind other sales in the buffer. Queued, with the pump still showing our
+        token and the sale's figures on its display (COMPLETED: nobody lifted a nozzle
+        since), the totals' difference is exactly our sale: not a reconstruction."""
         sale = self.ledger.open_sale
         assert sale is not None
         nozzle, volume = max(moved.items(), key=lambda kv: kv[1])
         start_amount = sale.start_amount_totals.get(nozzle)
         amount = None if start_amount is None else amounts(totals)[nozzle] - start_amount
+        head = status.last_sale
+        queued = head is not None and head.auth_token != sale.token
+        exact = (
+            queued
+            and status.fp_state is FPState.COMPLETED
+            and status.cur_auth_token == sale.token
+            and status.cur_amount_fen == amount
+            and abs(status.cur_volume_ml - volume) <= 1
+        )
         await self._record(
             "completed",
             {
                 "sale_id": sale.sale_id,
-                "pump_sale_seq": 0,
+                "pump_sale_seq": status.cur_sale_seq if exact else 0,
                 "nozzle": nozzle,
                 "volume_ml": volume,
                 "amount_fen": amount,
-                "unit_price": None,
+                "unit_price": status.cur_unit_price if exact else None,
                 "end_reason": None,
                 "price_set_id": sale.price_set_id,
                 "end_totals": as_payload(volumes(totals)),
-                "reconstructed": True,
+                "reconstructed": not exact,
+                "queued": queued,
             },
         )
+        if exact:
+            return
         await self._alert(
             AlertKind.SALE_RECONSTRUCTED,
             f"{sale.sale_id} finished from totals: {volume} mL on nozzle {nozzle}",
@@ -286,43 +322,7 @@ class PumpSales(PumpAdmin):
     async def _clear_pending(self) -> None:
         pending = self.ledger.pending_clear
         assert pending is not None
-        try:
-            await self.driver.clear_sale(pending.pump_sale_seq)
-        except CommandRefused:
-            # Already cleared (a crash between CLEAR_SALE and ``cleared``): the head moved on.
-            status = await self.driver.status()
-            if status.last_sale is not None and status.last_sale.seq == pending.pump_sale_seq:
-                raise
+        await self._clear_head(pending.pump_sale_seq)
         await self._record(
             "cleared", {"sale_id": pending.sale_id, "pump_sale_seq": pending.pump_sale_seq}
         )
-
-    # -- orphans ---------------------------------------------------------------------------
-
-    async def _orphan_from_head(self, head: SaleRecord) -> None:
-        """A completed sale the switch did not authorize heads the buffer. It is journaled
-        once and left there: collecting it (post-pay) is not the pump actor's call."""
-        if head.seq in self.ledger.orphan_seqs:
-            return
-        known = self.ledger.volume_totals.get(head.nozzle, head.start_volume_total_ml)
-        end = max(known, head.end_volume_total_ml)  # never move the known totals back
-        sale = {
-            "pump_sale_seq": head.seq,
-            "volume_ml": head.volume_ml,
-            "amount_fen": head.amount_fen,
-        }
-        await self._orphan({head.nozzle: end - known}, {head.nozzle: end}, sale)
-
-    async def _orphan(
-        self, moved: dict[int, int], end_totals: dict[int, int], sale: dict[str, Any]
-    ) -> None:
-        sale_id = f"orphan-{secrets.token_hex(6)}"
-        payload = {
-            "sale_id": sale_id,
-            "moved": as_payload(moved),
-            "end_totals": as_payload(end_totals),
-            **sale,
-        }
-        await self._record("orphan", payload)
-        detail = "a sale the switch did not authorize"
-        await self._alert(AlertKind.ORPHAN_SALE, detail, sale=sale_id)

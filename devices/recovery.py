@@ -43,6 +43,7 @@ class OpenSale:
     # fen, read with them: a sale lost with the power is priced from these
     start_amount_totals: Mapping[int, int] = field(default_factory=dict)
     price_set_id: int | None = None  # prices in force when it was authorized
+    order_id: str | None = None  # the order it belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,9 @@ class JournalView:
     open_sale: OpenSale | None
     known_volume_totals: Mapping[int, int]  # nozzle -> mL at the last sale's end (or first read)
     boot_count: int | None  # as last journaled; None before the first contact
+    # pump sale numbers already journaled (payable or orphan): a sale of ours that ended
+    # behind them in the buffer is finished from the totals, not blocked by them
+    accounted_heads: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class PumpView:
     boot_count: int
     head_sale_token: int | None  # token of the payable buffer's head sale, if any
     cur_auth_token: int
+    head_sale_seq: int | None = None  # the payable buffer's head, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,12 @@ def _live_with_our_token(j: JournalView, p: PumpView) -> bool:
 
 def _head_is_not_ours(j: JournalView, p: PumpView) -> bool:
     sale = j.open_sale
-    return sale is not None and p.fp_state is FPState.COMPLETED and p.head_sale_token != sale.token
+    return (
+        sale is not None
+        and p.fp_state is FPState.COMPLETED
+        and p.head_sale_token != sale.token
+        and p.head_sale_seq not in j.accounted_heads
+    )
 
 
 def _open_and_moved(j: JournalView, p: PumpView) -> bool:
@@ -142,7 +152,9 @@ RULES: Final[tuple[tuple[str, Condition, Action], ...]] = (
     ),
     ("open sale, pump AUTHORIZED or FUELLING with our token", _live_with_our_token, Action.ADOPT),
     # Not in the spec's table: a completed sale ahead of ours in the payable buffer must be
-    # taken out (as an orphan) before our own sale can be told from the totals.
+    # taken out (as an orphan, or cleared if it is an earlier sale of ours) before our own
+    # sale can be told from the totals - unless it is journaled already (a payable sale
+    # waiting for its customer): then ours is finished from the totals behind it.
     ("open sale, pump COMPLETED with a sale not ours", _head_is_not_ours, Action.ORPHAN),
     ("open sale, pump idle, totals moved", _open_and_moved, Action.FINISH_FROM_TOTALS),
     ("open sale, pump idle, totals == start totals", _open, Action.VOID),

@@ -75,6 +75,9 @@ def test_a_sale_the_switch_did_not_authorize_is_an_orphan(pump_db: str, sim: Sim
     trio.run(lambda: control(sim, "configure", station=0, pump=1, mode=1))  # stand-alone
     trio.run(lambda: control(sim, "customer", station=0, pump=1, nozzle=2, hang_up_after_ml=1500))
     trio.run(wait_for_buffer, sim)
+    # Back in host mode before the switch sees the sale: nobody may have sold it, and a
+    # stand-alone pump's sale would be a post-pay sale (tests/devices/test_pump_postpay.py).
+    trio.run(lambda: control(sim, "configure", station=0, pump=1, mode=0))
     recovered = harness(pump_db, sim, STREAM)
     assert recovered.returncode == 0, recovered.stderr
 
