@@ -295,6 +295,17 @@ class AlipayChannel:
 
     async def release(self, request: ReleaseRequest) -> ChannelResult:
         op, key = Operation.RELEASE, request.key
+        if 0 < request.amount_fen < request.held_fen:
+            # The capture (trade.pay, auth_confirm_mode COMPLETE) ended the freeze and Alipay
+            # unfroze the rest itself; asking again is refused (ORDER_STATUS_NOT_SUPPORT).
+            return _result(
+                op,
+                key,
+                Outcome.APPROVED,
+                amount_fen=request.amount_fen,
+                provider_ref=request.provider_ref,
+                reason="released_by_capture",
+            )
         found = await self._hold_auth_no(op, request)
         if isinstance(found, ChannelResult):
             return found
