@@ -282,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("status", help="list migrations: applied, pending, changed")
     db.set_defaults(func=_db)
     _add_sim(commands)
+    from switch.api.token_cli import add_parser as add_token
+    from switch.config_cli import add_parser as add_config
+    from switch.serve_cli import add_parser as add_serve
+
+    add_serve(commands)
+    add_token(commands)
+    add_config(commands)
     return parser
 
 

@@ -1,0 +1,428 @@
+"""The switch behind the customer and station API (:class:`switch.service.SwitchService`).
+
+Reads come from the database (stations, prices, the order projection) and from the pump
+actors' snapshots (live pump state, which only they know). Writes that start something are
+checked here before anything is held: the station is open, the pump is open and free, the
+pump sale is the one at the head of its buffer; then the order row is inserted under the
+pump's row lock (one live prepay order per pump, one live order per buffered sale), its
+journal stream is opened with ``created``, and its actor is started.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+import trio
+
+from actors import ActorError, ActorSystem
+from devices.pump_messages import Close as PumpClose
+from devices.pump_messages import Open as PumpOpen
+from devices.pump_messages import PayableSales, SetPrices
+from switch.service import (
+    BadRequest,
+    Conflict,
+    CreateOrder,
+    Flow,
+    NotFound,
+    OrderView,
+    PayableSaleView,
+    PayPumpSale,
+    PriceItem,
+    PriceSetView,
+    PumpView,
+    RefundView,
+    StationView,
+    Unavailable,
+)
+from switch.stations.hours import open_now
+from switch.stations.prices import apply_price_set, prices_for_pump
+from switch.stations.queries import pump_nozzles, set_pump_open, station, stations_near
+from switch.store.errors import UniqueViolation
+from switch.store.journal import Event
+from switch.store.orders import order_row
+
+from .deps import OrderDeps, pump_address
+from .directory import OrderDirectory
+from .messages import Cancel, RequestRefund
+from .model import OrderData
+from .views import view_from_row
+
+__all__ = ["OrderService"]
+
+log = structlog.get_logger("orders")
+
+MAX_PRESET_FEN = 500_000  # 5,000 yuan: more than any tank, less than a typo
+MAX_PRESET_ML = 500_000
+_FREE_STATES = frozenset({"IDLE", "CALLING"})
+_METHODS = frozenset({"wechatpay", "alipay", "unionpay"})
+
+
+def new_order_id() -> str:
+    return "O" + secrets.token_hex(8).upper()
+
+
+class OrderService:
+    def __init__(
+        self,
+        system: ActorSystem,
+        deps: OrderDeps,
+        directory: OrderDirectory,
+        *,
+        create_wait_s: float = 5.0,
+    ) -> None:
+        self.system = system
+        self.deps = deps
+        self.directory = directory
+        self.create_wait_s = create_wait_s
+        self.draining = False
+        self.created = 0
+
+    # -- pumps, stations -----------------------------------------------------------------------
+
+    def _pump_state(self, station_id: str, pump_no: int) -> dict[str, Any] | None:
+        try:
+            return self.system.snapshot(pump_address(station_id, pump_no)).state
+        except ActorError:
+            return None
+
+    def _free(self, state: dict[str, Any] | None) -> bool:
+        return (
+            state is not None
+            and state.get("state") in _FREE_STATES
+            and state.get("open_sale") is None
+            and state.get("admin") == "open"
+        )
+
+    async def _pump_numbers(self, station_id: str) -> list[tuple[int, bool]]:
+        rows = await self.deps.db.fetch(
+            "SELECT p.pump_no, p.open FROM pumps p WHERE p.station_id = $1 AND EXISTS (SELECT 1"
+            " FROM nozzles n WHERE n.station_id = p.station_id AND n.pump_no = p.pump_no)"
+            " ORDER BY p.pump_no",
+            station_id,
+        )
+        return [(int(r["pump_no"]), bool(r["open"])) for r in rows]
+
+    def _free_pumps_sync(self, station_id: str) -> tuple[int, int]:
+        known = self._known_pumps.get(station_id, [])
+        free = sum(
+            1 for n, is_open in known if is_open and self._free(self._pump_state(station_id, n))
+        )
+        return free, len(known)
+
+    _known_pumps: dict[str, list[tuple[int, bool]]] = {}
+
+    async def _refresh_pumps(self) -> None:
+        rows = await self.deps.db.fetch(
+            "SELECT p.station_id, p.pump_no, p.open FROM pumps p WHERE EXISTS (SELECT 1 FROM"
+            " nozzles n WHERE n.station_id = p.station_id AND n.pump_no = p.pump_no)"
+        )
+        known: dict[str, list[tuple[int, bool]]] = {}
+        for r in rows:
+            known.setdefault(r["station_id"], []).append((int(r["pump_no"]), bool(r["open"])))
+        self._known_pumps = known
+
+    async def stations_near(
+        self, lat_e6: int, lon_e6: int, radius_m: int, limit: int
+    ) -> Sequence[StationView]:
+        await self._refresh_pumps()
+        return await stations_near(
+            self.deps.db, lat_e6, lon_e6, radius_m, limit, self.deps.clock(), self._free_pumps_sync
+        )
+
+    async def station(self, station_id: str) -> StationView:
+        await self._refresh_pumps()
+        return await station(
+            self.deps.db, station_id, now=self.deps.clock(), free_pumps=self._free_pumps_sync
+        )
+
+    async def pumps(self, station_id: str) -> Sequence[PumpView]:
+        await station(self.deps.db, station_id)  # NotFound for an unknown station
+        views = []
+        for pump_no, is_open in await self._pump_numbers(station_id):
+            views.append(await self._pump_view(station_id, pump_no, is_open))
+        return views
+
+    async def _pump_view(self, station_id: str, pump_no: int, is_open: bool) -> PumpView:
+        nozzles = await pump_nozzles(self.deps.db, station_id, pump_no)
+        state = self._pump_state(station_id, pump_no)
+        payable: list[PayableSaleView] = []
+        if state is not None:
+            try:
+                sales = await self.system.call(
+                    pump_address(station_id, pump_no), PayableSales(), timeout=2.0
+                )
+            except (ActorError, trio.TooSlowError):
+                sales = ()
+            payable.extend(
+                PayableSaleView(
+                    s.pump_sale_seq,
+                    s.nozzle,
+                    nozzles.get(s.nozzle),
+                    s.volume_ml,
+                    s.amount_fen,
+                    s.unit_price,
+                    s.locked_by,
+                )
+                for s in sales
+            )
+        live = await self.deps.db.fetchval(
+            "SELECT id FROM orders WHERE station_id = $1 AND pump_no = $2 AND NOT terminal"
+            " AND flow = 'prepay' ORDER BY created_at DESC LIMIT 1",
+            station_id,
+            pump_no,
+        )
+        fp = "offline" if state is None else str(state.get("state") or "offline").lower()
+        if state is not None and state.get("admin") != "open":
+            fp = "closed"
+        return PumpView(
+            station_id=station_id,
+            pump_no=pump_no,
+            state=fp,
+            open=is_open,
+            free=is_open and self._free(state) and live is None,
+            nozzles=nozzles,
+            current_order=live,
+            payable=payable,
+        )
+
+    # -- orders ----------------------------------------------------------------------------
+
+    def _check_method(self, method: str) -> None:
+        if method not in _METHODS:
+            raise BadRequest(f"unknown payment method {method!r}; use one of {sorted(_METHODS)}")
+
+    async def _check_station_open(self, station_id: str) -> None:
+        row = await self.deps.db.fetchrow(
+            "SELECT timezone, opening_hours::text AS hours, enabled FROM stations WHERE id = $1",
+            station_id,
+        )
+        if row is None or not row["enabled"]:
+            raise NotFound(f"no station {station_id!r}", code="station-not-found")
+        import orjson
+
+        hours = orjson.loads(row["hours"]) or {}
+        parsed = {day: tuple(tuple(r) for r in ranges) for day, ranges in hours.items()}
+        if not open_now(parsed, row["timezone"], self.deps.clock()):
+            raise Conflict(f"station {station_id} is closed now", code="station-closed")
+
+    async def create_order(self, customer_id: str, request: CreateOrder) -> OrderView:
+        if self.draining:
+            raise Unavailable("the switch is not taking new orders now (draining)")
+        self._check_method(request.method)
+        limit = MAX_PRESET_FEN if request.preset_kind.value == "amount" else MAX_PRESET_ML
+        if not 0 < request.preset_value <= limit:
+            raise BadRequest(f"preset_value must be within 1..{limit} ({request.preset_kind})")
+        await self._check_station_open(request.station_id)
+        nozzles = await pump_nozzles(self.deps.db, request.station_id, request.pump_no)
+        if request.nozzle_no is not None and request.nozzle_no not in nozzles:
+            raise BadRequest(f"pump {request.pump_no} has no nozzle {request.nozzle_no}")
+        if request.coupon:
+            self.deps.promotions.get(request.coupon)
+        state = self._pump_state(request.station_id, request.pump_no)
+        if not self._free(state):
+            shown = "offline" if state is None else str(state.get("state")).lower()
+            raise Conflict(
+                f"pump {request.pump_no} at {request.station_id} is not free ({shown})",
+                code="pump-busy",
+            )
+        data = OrderData(
+            id=new_order_id(),
+            customer_id=customer_id,
+            station_id=request.station_id,
+            pump_no=request.pump_no,
+            flow=Flow.PREPAY.value,
+            method=request.method,
+            payer_id=request.payer_id,
+            preset_kind=request.preset_kind.value,
+            preset_value=request.preset_value,
+            nozzle_no=request.nozzle_no,
+            coupon=request.coupon,
+        )
+        return await self._start(data)
+
+    async def pay_pump_sale(self, customer_id: str, request: PayPumpSale) -> OrderView:
+        if self.draining:
+            raise Unavailable("the switch is not taking new orders now (draining)")
+        self._check_method(request.method)
+        await pump_nozzles(self.deps.db, request.station_id, request.pump_no)
+        if request.coupon:
+            self.deps.promotions.get(request.coupon)
+        try:
+            sales = await self.system.call(
+                pump_address(request.station_id, request.pump_no), PayableSales(), timeout=5.0
+            )
+        except (ActorError, trio.TooSlowError) as exc:
+            raise Unavailable(f"pump {request.pump_no} is not reachable now") from exc
+        if not sales:
+            raise Conflict(
+                f"pump {request.pump_no} has no sale waiting to be paid", code="no-payable-sale"
+            )
+        head = sales[0]
+        if request.pump_sale_seq is not None and request.pump_sale_seq != head.pump_sale_seq:
+            raise Conflict(
+                f"sale {request.pump_sale_seq} is not the next one to pay at pump"
+                f" {request.pump_no} (that is sale {head.pump_sale_seq})",
+                code="sale-not-payable",
+            )
+        data = OrderData(
+            id=new_order_id(),
+            customer_id=customer_id,
+            station_id=request.station_id,
+            pump_no=request.pump_no,
+            flow=Flow.POSTPAY.value,
+            method=request.method,
+            payer_id=request.payer_id,
+            coupon=request.coupon,
+            pump_sale_seq=head.pump_sale_seq,
+        )
+        return await self._start(data)
+
+    async def _start(self, data: OrderData) -> OrderView:
+        """Row (under the pump's lock), then journal, then actor: a crash in between leaves
+        a row without a journal, which recovery closes as failed (nothing was sent)."""
+        db = self.deps.db
+        now = self.deps.clock()
+        try:
+            async with db.transaction() as tx:
+                await tx.execute(
+                    "SELECT 1 FROM pumps WHERE station_id = $1 AND pump_no = $2 FOR UPDATE",
+                    data.station_id,
+                    data.pump_no,
+                )
+                if data.flow == "prepay":
+                    live = await tx.fetchval(
+                        "SELECT id FROM orders WHERE station_id = $1 AND pump_no = $2"
+                        " AND NOT terminal AND flow = 'prepay'",
+                        data.station_id,
+                        data.pump_no,
+                    )
+                    if live is not None:
+                        raise Conflict(
+                            f"pump {data.pump_no} already has a live order ({live})",
+                            code="pump-busy",
+                        )
+                await tx.execute(
+                    "INSERT INTO orders (id, customer_id, station_id, pump_no, flow, preset_kind,"
+                    " preset_value, state, method, payer_id, nozzle_no, coupon, pump_sale_seq,"
+                    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'created', $8,"
+                    " $9, $10, $11, $12, $13, $13)",
+                    data.id,
+                    data.customer_id,
+                    data.station_id,
+                    data.pump_no,
+                    data.flow,
+                    data.preset_kind,
+                    data.preset_value,
+                    data.method,
+                    data.payer_id,
+                    data.nozzle_no,
+                    data.coupon,
+                    data.pump_sale_seq,
+                    now,
+                )
+        except UniqueViolation as exc:
+            raise Conflict(
+                f"sale {data.pump_sale_seq} at pump {data.pump_no} is already being paid",
+                code="sale-not-payable",
+            ) from exc
+        await self.deps.journal.append(
+            f"order:{data.id}", [Event("created", {"order": data.to_json()})], expected_seq=0
+        )
+        self.created += 1
+        await self.directory.ensure(data.id)
+        return await self._settled_view(data.id)
+
+    async def _settled_view(self, order_id: str) -> OrderView:
+        """Wait briefly for the first answer about the payment, so the response carries what
+        the mini-program needs to pay (WeChat's prepay parameters)."""
+        with trio.move_on_after(self.create_wait_s):
+            while True:
+                row = await order_row(self.deps.db, order_id)
+                if row is not None and row["state"] not in ("created", "priced", "locked"):
+                    if row["state"] != "holding" or row["client_data"] not in (None, "{}", {}):
+                        break
+                    attempt = await self.deps.db.fetchval(
+                        "SELECT state FROM payment_attempts WHERE order_id = $1 AND"
+                        " operation = 'hold' ORDER BY attempt_no DESC LIMIT 1",
+                        order_id,
+                    )
+                    if attempt not in (None, "requested"):
+                        break
+                await trio.sleep(0.05)
+        return await self._view(order_id)
+
+    async def _view(self, order_id: str) -> OrderView:
+        row = await order_row(self.deps.db, order_id)
+        if row is None:
+            raise NotFound(f"no order {order_id!r}", code="order-not-found")
+        return view_from_row(row)
+
+    async def order(self, customer_id: str, order_id: str) -> OrderView:
+        view = await self._view(order_id)
+        if view.customer_id != customer_id:
+            raise NotFound(f"no order {order_id!r}", code="order-not-found")
+        return view
+
+    async def cancel_order(self, customer_id: str, order_id: str) -> OrderView:
+        await self.order(customer_id, order_id)
+        await self.directory.call(order_id, Cancel(customer_id))
+        return await self._view(order_id)
+
+    async def refund_order(
+        self, customer_id: str, order_id: str, amount_fen: int, reason: str, request_key: str
+    ) -> RefundView:
+        await self.order(customer_id, order_id)
+        if amount_fen <= 0:
+            raise BadRequest("amount_fen must be at least 1")
+        view: RefundView = await self.directory.call(
+            order_id, RequestRefund(amount_fen, reason, request_key, customer_id)
+        )
+        return view
+
+    # -- staff -----------------------------------------------------------------------------
+
+    async def set_prices(
+        self,
+        staff_id: str,
+        station_id: str,
+        items: Sequence[PriceItem],
+        effective_at: datetime | None,
+    ) -> PriceSetView:
+        view = await apply_price_set(self.deps.db, staff_id, station_id, items, effective_at)
+        if view.status == "applied":
+            await self.push_prices(station_id)
+        return view
+
+    async def push_prices(self, station_id: str) -> None:
+        """Send the set in force to every pump of the station (each applies it once free)."""
+        for pump_no, _ in await self._pump_numbers(station_id):
+            prices: SetPrices | None = await prices_for_pump(self.deps.db, station_id, pump_no)
+            if prices is None:
+                continue
+            try:
+                await self.system.call(pump_address(station_id, pump_no), prices, timeout=10.0)
+            except Exception as exc:  # the pump applies it on its next start from the DB
+                log.warning("prices.push_failed", station=station_id, pump=pump_no, error=str(exc))
+
+    async def set_pump_open(
+        self, staff_id: str, station_id: str, pump_no: int, open: bool
+    ) -> PumpView:
+        await set_pump_open(self.deps.db, staff_id, station_id, pump_no, open)
+        try:
+            await self.system.call(
+                pump_address(station_id, pump_no), PumpOpen() if open else PumpClose(), timeout=10.0
+            )
+        except (ActorError, trio.TooSlowError) as exc:
+            log.warning("pump.admin_failed", station=station_id, pump=pump_no, error=str(exc))
+        return await self._pump_view(station_id, pump_no, open)
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "draining": self.draining,
+            "at": datetime.now(UTC).isoformat(),
+        }

@@ -1,0 +1,91 @@
+"""The sweeper: orders with a payment question still open get looked at on a schedule.
+
+An order actor queries its own unanswered attempts while it runs; the sweeper covers the
+orders that are not running (passivated while waiting, stopped when terminal with a late
+success's refund queued by the callback path) by waking them. Each attempt is woken at 5 s,
+30 s, 5 min and then hourly after it was sent (routing.md), until it is resolved.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import structlog
+
+from actors import Actor
+
+from .directory import OrderDirectory
+from .messages import Wake
+
+__all__ = ["Sweeper"]
+
+log = structlog.get_logger("orders")
+
+SCHEDULE_S: Final = (5.0, 30.0, 300.0, 3600.0)
+
+
+class _Sweep:
+    pass
+
+
+class Sweeper(Actor):
+    def __init__(self, directory: OrderDirectory, *, interval_s: float = 5.0) -> None:
+        self.directory = directory
+        self.interval_s = interval_s
+        self.sweeps = 0
+        self.woken = 0
+        self.last_error: str | None = None
+        self._woken_at: dict[str, int] = {}  # attempt key -> how many wakes it had
+
+    async def init(self) -> None:
+        self.send_after(self.interval_s, _Sweep())
+
+    async def handle_info(self, msg: Any) -> None:
+        if not isinstance(msg, _Sweep):
+            await super().handle_info(msg)
+            return
+        try:
+            await self.sweep(datetime.now(UTC))
+        except Exception as exc:  # the database may be away for a while: try next time
+            self.last_error = str(exc)
+            log.warning("sweeper.failed", error=str(exc))
+        self.send_after(self.interval_s, _Sweep())
+
+    async def sweep(self, now: datetime) -> int:
+        db = self.directory.deps.db
+        rows = await db.fetch(
+            "SELECT order_id, idempotency_key, requested_at FROM payment_attempts"
+            " WHERE state IN ('requested', 'pending', 'unknown') AND requested_at < $1"
+            " ORDER BY requested_at LIMIT 500",
+            now - timedelta(seconds=SCHEDULE_S[0]),
+        )
+        woken = 0
+        seen: set[str] = set()
+        live = {r["idempotency_key"] for r in rows}
+        self._woken_at = {k: v for k, v in self._woken_at.items() if k in live}
+        for row in rows:
+            key = row["idempotency_key"]
+            count = self._woken_at.get(key, 0)
+            due = SCHEDULE_S[min(count, len(SCHEDULE_S) - 1)]
+            if count >= len(SCHEDULE_S):
+                due = SCHEDULE_S[-1] * (count - len(SCHEDULE_S) + 2)
+            if now - row["requested_at"] < timedelta(seconds=due):
+                continue
+            self._woken_at[key] = count + 1
+            if row["order_id"] in seen:
+                continue
+            seen.add(row["order_id"])
+            await self.directory.cast(row["order_id"], Wake("sweeper"))
+            woken += 1
+        self.sweeps += 1
+        self.woken += woken
+        return woken
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "sweeps": self.sweeps,
+            "woken": self.woken,
+            "tracked": len(self._woken_at),
+            "last_error": self.last_error,
+        }
