@@ -33,6 +33,7 @@ from switch.payments.live_channels import LiveChannels
 from switch.pricing import PromotionBook
 from switch.process import tune_gc
 from switch.routing import ChannelPolicy, Router, RoutingParams
+from switch.stations.prices import apply_due_price_sets
 from switch.stations.reference import seed_reference
 from switch.store import Store, migrate, open_store, server_urls
 from switch.store.bus import OrderUpdates
@@ -148,7 +149,12 @@ class SwitchProcess:
         )
         directory = OrderDirectory(system, deps)
         service = OrderService(system, deps, directory)
-        await system.start_child(ChildSpec("sweeper", lambda: Sweeper(directory)))
+
+        async def prices_due() -> None:
+            for applied in await apply_due_price_sets(store.db):
+                await service.push_prices(applied.station_id)
+
+        await system.start_child(ChildSpec("sweeper", lambda: Sweeper(directory, also=prices_due)))
         for station in config.stations:
             await service.push_prices(station.id)
         recovered = await recover_orders(store.db, journal, directory)

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from .auth import MIN_SECRET_BYTES, Role, TokenSigner
 
@@ -44,6 +45,12 @@ def add_parser(
         "--ttl", type=int, default=DEFAULT_TTL_S, metavar="S", help="lifetime in seconds"
     )
     parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="take the secret (and the default lifetime) from this switch.toml instead",
+    )
+    parser.add_argument(
         "--secret-env",
         default=DEFAULT_SECRET_ENV,
         metavar="VAR",
@@ -55,6 +62,14 @@ def add_parser(
 
 def run(args: argparse.Namespace) -> int:
     secret = os.environ.get(args.secret_env, "")
+    if args.config is not None:
+        from switch.config import ConfigError, load_config
+
+        try:
+            secret = load_config(args.config).auth.secret.decode()
+        except (ConfigError, OSError) as exc:
+            print(f"fuelswitch token: {exc}", file=sys.stderr)
+            return 2
     if not secret:
         print(f"fuelswitch token: ${args.secret_env} is not set", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ success's refund queued by the callback path) by waking them. Each attempt is wo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -30,9 +31,16 @@ class _Sweep:
 
 
 class Sweeper(Actor):
-    def __init__(self, directory: OrderDirectory, *, interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        directory: OrderDirectory,
+        *,
+        interval_s: float = 5.0,
+        also: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.directory = directory
         self.interval_s = interval_s
+        self.also = also  # other periodic chores (staged price sets coming due)
         self.sweeps = 0
         self.woken = 0
         self.last_error: str | None = None
@@ -47,6 +55,8 @@ class Sweeper(Actor):
             return
         try:
             await self.sweep(datetime.now(UTC))
+            if self.also is not None:
+                await self.also()
         except Exception as exc:  # the database may be away for a while: try next time
             self.last_error = str(exc)
             log.warning("sweeper.failed", error=str(exc))

@@ -30,7 +30,7 @@ def view_from_row(row: Row) -> OrderView:
             channel=row["channel"] or "",
             provider=provider,
             key=row["payment_key"],
-            state=row["state"],
+            state=row["payment_state"] or "requested",
             client_data=orjson.loads(client_data) if isinstance(client_data, str) else client_data,
         )
     gross = row["gross_fen"]

@@ -137,7 +137,12 @@ async def update_order(db: Database, order_id: str, changes: Mapping[str, Any]) 
 
 
 async def order_row(db: Database, order_id: str) -> Row | None:
-    return await db.fetchrow("SELECT * FROM orders WHERE id = $1", order_id)
+    """The projection, with ``payment_state``: the state of the attempt it shows."""
+    return await db.fetchrow(
+        "SELECT o.*, a.state AS payment_state FROM orders o LEFT JOIN payment_attempts a"
+        " ON a.idempotency_key = o.payment_key WHERE o.id = $1",
+        order_id,
+    )
 
 
 async def insert_attempt(
