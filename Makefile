@@ -16,10 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fuelswitch db migrate
-	$(BIN)/fuelswitch db status
-	$(BIN)/fuelswitch bench actors
-	$(BIN)/fuelswitch bench journal
+	$(BIN)/fuelswitch demo
 
 test: lint typecheck unit
 

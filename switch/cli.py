@@ -284,9 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim(commands)
     from switch.api.token_cli import add_parser as add_token
     from switch.config_cli import add_parser as add_config
+    from switch.demo import add_parser as add_demo
     from switch.serve_cli import add_parser as add_serve
 
     add_serve(commands)
+    add_demo(commands)
     add_token(commands)
     add_config(commands)
     return parser
