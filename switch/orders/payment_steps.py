@@ -44,6 +44,7 @@ from switch.routing import NoEligibleChannel, RouteRequest
 from switch.service import Flow, ServiceError
 from switch.store.attempts import late_refund_key
 from switch.store.orders import (
+    AttemptRow,
     attempt_state,
     insert_attempt,
     open_refund_attempts_of,
@@ -426,30 +427,31 @@ class PaymentSteps(OrderBase):
         result = await self.channel_call(hold.channel, Capture(request), Operation.CAPTURE)
         return await self.capture_answer(_STATE_OF[result.outcome], result)
 
-    async def capture_answer(self, state: str, result: ChannelResult | None) -> bool:
-        step = self.order.capture
-        assert step is not None
+    async def settle_answer(
+        self, step: SettleStep, state: str, result: ChannelResult | None, refused: str
+    ) -> AttemptRow | None:
+        """Record a capture's or release's answer; the attempt row once approved. A refusal is
+        alerted and retried later, never given up: the customer has the fuel (a capture), or
+        money is still held (a release)."""
         if state in ("declined", "failed"):
-            # The customer has the fuel: a refused capture is retried, never given up.
             await self.alert(
-                "capture_refused",
-                "critical",
-                key=step.key,
-                reason=result.reason if result else None,
+                refused, "critical", key=step.key, reason=result.reason if result else None
             )
             self._schedule(self.deps.timings.query_after_s[-1])
-            return False
+            return None
         settled = await settle_attempt(
             self.deps.db, step.key, state, provider_ref=result.provider_ref if result else None
         )
-        if settled.attempt.state != "approved":
+        return settled.attempt if settled.attempt.state == "approved" else None
+
+    async def capture_answer(self, state: str, result: ChannelResult | None) -> bool:
+        step = self.order.capture
+        assert step is not None
+        attempt = await self.settle_answer(step, state, result, "capture_refused")
+        if attempt is None:
             return False
         await self.record(
-            "captured",
-            {
-                "provider_ref": settled.attempt.provider_ref,
-                "amount_fen": settled.attempt.amount_fen,
-            },
+            "captured", {"provider_ref": attempt.provider_ref, "amount_fen": attempt.amount_fen}
         )
         return await self.after_capture()
 
@@ -532,21 +534,10 @@ class PaymentSteps(OrderBase):
     async def release_answer(self, state: str, result: ChannelResult | None) -> bool:
         step = self.order.release
         assert step is not None
-        if state in ("declined", "failed"):
-            await self.alert(
-                "release_refused",
-                "critical",
-                key=step.key,
-                reason=result.reason if result else None,
-            )
-            self._schedule(self.deps.timings.query_after_s[-1])
+        attempt = await self.settle_answer(step, state, result, "release_refused")
+        if attempt is None:
             return False
-        settled = await settle_attempt(
-            self.deps.db, step.key, state, provider_ref=result.provider_ref if result else None
-        )
-        if settled.attempt.state != "approved":
-            return False
-        await self.record("released", {"provider_ref": settled.attempt.provider_ref})
+        await self.record("released", {"provider_ref": attempt.provider_ref})
         return await self.end(self.order.ending or OrderState.COMPLETED, self.order.failure)
 
     async def step_releasing(self) -> bool:

@@ -86,16 +86,23 @@ class PumpSteps(PaymentSteps):
         self._schedule(self.deps.timings.pump_check_s)
         return True
 
-    async def _cancel_authorizing(self) -> bool:
-        """Cancelled while the authorization may be out: only a pump whose record has never
-        heard of the sale lets the hold go at once; an authorized one is stopped first."""
-        o = self.order
-        assert o.sale_id is not None
+    async def _sale_report(self) -> SaleReport | None:
+        """The pump's record of our sale; None (and a wake later) when the pump actor does
+        not answer now."""
+        assert self.order.sale_id is not None
         try:
-            report: SaleReport = await self.pump_call(SaleStatus(o.sale_id))
+            report: SaleReport = await self.pump_call(SaleStatus(self.order.sale_id))
         except (ActorError, trio.TooSlowError) as exc:
             log.info("order.pump_unreachable", order=self.order_id, error=str(exc))
             self._schedule(self.deps.timings.pump_check_s)
+            return None
+        return report
+
+    async def _cancel_authorizing(self) -> bool:
+        """Cancelled while the authorization may be out: only a pump whose record has never
+        heard of the sale lets the hold go at once; an authorized one is stopped first."""
+        report = await self._sale_report()
+        if report is None:
             return False
         state = report.state.value
         if state == "unknown":
@@ -109,12 +116,8 @@ class PumpSteps(PaymentSteps):
     async def _look_up_sale(self, *, retry: bool = False) -> bool:
         """What the pump's record says about our sale, after a command with no answer."""
         o = self.order
-        assert o.sale_id is not None
-        try:
-            report: SaleReport = await self.pump_call(SaleStatus(o.sale_id))
-        except (ActorError, trio.TooSlowError) as exc:
-            log.info("order.pump_unreachable", order=self.order_id, error=str(exc))
-            self._schedule(self.deps.timings.pump_check_s)
+        report = await self._sale_report()
+        if report is None:
             return False
         state = report.state.value
         if state == "completed" or state == "void":
