@@ -23,13 +23,14 @@ or a late success found by the sweeper starts it again, and ``init`` recovers it
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
 
-from actors import Reply
+from actors import NOREPLY, Reply
 from devices.pump_messages import PumpEvent
-from switch.service import Conflict, RefundView
+from switch.service import Conflict, RefundView, ServiceError
 from switch.store.orders import insert_order, update_order
 
 from .deps import pump_address
@@ -44,7 +45,17 @@ log = structlog.get_logger("orders")
 Step = Callable[["OrderActor"], Awaitable[bool]]
 
 
+STOP_GRACE_S: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _StopIfDone:
+    generation: int
+
+
 class OrderActor(PumpSteps):
+    _stop_generation = 0
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def init(self) -> None:
@@ -60,6 +71,11 @@ class OrderActor(PumpSteps):
         self._schedule(0.0)
 
     async def handle_info(self, msg: Any) -> None:
+        if isinstance(msg, _StopIfDone):
+            current = msg.generation == self._stop_generation
+            if current and self.order.terminal and not self._refunds_pending():
+                self.stop()
+            return
         if isinstance(msg, Tick):
             if msg.generation == self._timer_generation:
                 self._timer = None
@@ -68,6 +84,7 @@ class OrderActor(PumpSteps):
         await super().handle_info(msg)
 
     async def handle_cast(self, msg: Any) -> None:
+        self._stop_generation += 1  # new business: the pending stop waits for the next finish
         if isinstance(msg, PumpEvent):
             await self._on_pump_event(msg)
         elif isinstance(msg, PaymentUpdate | Wake):
@@ -77,14 +94,21 @@ class OrderActor(PumpSteps):
         await self._drive()
 
     async def handle_call(self, msg: Any, reply: Reply) -> Any:
-        if isinstance(msg, Cancel):
-            await self._cancel(msg)
-            await self._drive()
-            return self.order.state.value
-        if isinstance(msg, RequestRefund):
-            view = await self._request_refund(msg)
-            await self._drive()
-            return view
+        """A refused request (``ServiceError``: a cancel too late, a refund too large) fails
+        the caller's await with the error, as the API shows it; the order carries on."""
+        self._stop_generation += 1
+        try:
+            if isinstance(msg, Cancel):
+                await self._cancel(msg)
+                await self._drive()
+                return self.order.state.value
+            if isinstance(msg, RequestRefund):
+                view = await self._request_refund(msg)
+                await self._drive()
+                return view
+        except ServiceError as refused:
+            reply.fail(refused)
+            return NOREPLY
         return await super().handle_call(msg, reply)
 
     def snapshot(self) -> dict[str, Any]:
@@ -127,12 +151,17 @@ class OrderActor(PumpSteps):
                 return
 
     async def _finish(self) -> None:
-        """Terminal, nothing pending: let go of the pump and stop (passivation)."""
+        """Terminal, nothing pending: let go of the pump, and stop after a short grace, so
+        that what was sent to the order meanwhile (a refund request, a late callback's wake)
+        is handled instead of discarded with the mailbox."""
         await self._unsubscribe()
+        if self._refunds_pending():
+            return
         if self._timer is not None:
             self._timer.cancel()
-        if not self._refunds_pending():
-            self.stop()
+            self._timer = None
+        self._stop_generation += 1
+        self.send_after(STOP_GRACE_S, _StopIfDone(self._stop_generation))
 
     # -- customer requests -----------------------------------------------------------------
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
+
 from actors import (
     ActorNotFound,
+    ActorStopped,
     ActorSystem,
     AlreadyRegistered,
     Backoff,
@@ -24,6 +27,8 @@ from .actor import OrderActor
 from .deps import OrderDeps
 
 __all__ = ["OrderDirectory", "orders_supervisor_spec"]
+
+_ATTEMPTS = 10
 
 
 def orders_supervisor_spec(name: str = "orders", *, passivate_after: float = 30.0) -> ChildSpec:
@@ -69,11 +74,19 @@ class OrderDirectory:
             self.system.cast(self.address(order_id), msg)
 
     async def call(self, order_id: str, msg: Any, *, timeout: float = 30.0) -> Any:
-        try:
-            return await self.system.call(self.address(order_id), msg, timeout=timeout)
-        except ActorNotFound:
-            await self.ensure(order_id)
-            return await self.system.call(self.address(order_id), msg, timeout=timeout)
+        """A terminal order stops after its current message, discarding what waits in its
+        mailbox: a call that meets that (or no actor at all) starts the order again and asks
+        once more. Calls to orders are idempotent, so asking twice is harmless."""
+        for attempt in range(_ATTEMPTS - 1):
+            try:
+                return await self.system.call(self.address(order_id), msg, timeout=timeout)
+            except ActorStopped:
+                # Still exiting: its supervisor forgets it in a moment, then it can restart.
+                await trio.sleep(0.02 * (attempt + 1))
+                await self.ensure(order_id)
+            except ActorNotFound:
+                await self.ensure(order_id)
+        return await self.system.call(self.address(order_id), msg, timeout=timeout)
 
     def statistics(self) -> dict[str, int]:
         return {"started": self.started}
