@@ -23,6 +23,29 @@ POINTS: Final = frozenset(
         "pump.after_completed",  # ``completed`` journaled, CLEAR_SALE not yet written
         "pump.after_lock_requested",  # ``lock_requested`` journaled, LOCK_SALE not yet written
         "pump.after_collect_requested",  # ``collect_requested`` journaled, CLEAR_SALE not yet
+        # the order actor (switch/orders): after a journal append, around provider and pump
+        # calls (tests/switch/e2e/test_crash_*.py)
+        "order.after_hold_requested",
+        "order.before_hold",
+        "order.after_hold_sent",
+        "order.after_hold_result",
+        "order.after_auth_requested",
+        "order.before_pump_authorize",
+        "order.after_pump_authorize",
+        "order.after_authorized",
+        "order.after_sale_completed",
+        "order.after_capture_requested",
+        "order.before_capture",
+        "order.after_capture_sent",
+        "order.after_captured",
+        "order.after_release_requested",
+        "order.before_release",
+        "order.after_release_sent",
+        "order.after_released",
+        "order.after_locked",
+        "order.after_pump_locksale",
+        "order.after_collect_requested",
+        "order.after_pump_collectsale",
     }
 )
 
