@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,5 +32,6 @@ def test_bench_dart_quick_prints_a_table_then_a_final_json_line() -> None:
     assert figures["line_ratio"] == min(figures["line_ratio_idle"], figures["line_ratio_fuelling"])
     # Both mixes moved traffic over the pty; a fuelling pump adds DATA blocks to the wire.
     assert figures["polls_per_s_idle"] > 0 and figures["polls_per_s_fuelling"] > 0
-    assert figures["bytes_per_poll_idle"] == 6.0  # POLL and EOT, three bytes each
+    # POLL and EOT, three bytes each; a poll cut by the end of the window counts in part
+    assert figures["bytes_per_poll_idle"] == pytest.approx(6.0, abs=0.1)
     assert figures["bytes_per_poll_fuelling"] > figures["bytes_per_poll_idle"]
