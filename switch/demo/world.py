@@ -29,7 +29,15 @@ from switch.config import (
     SwitchConfig,
 )
 
-__all__ = ["GRADES", "PRICES", "PROMOTION", "ChannelPlan", "build_config", "channel_plans"]
+__all__ = [
+    "GRADES",
+    "PRICES",
+    "PROMOTION",
+    "ChannelPlan",
+    "build_config",
+    "channel_entry",
+    "channel_plans",
+]
 
 # The pump simulator's nozzles: 92 then 95, at the prices it powers up with.
 GRADES: Final = ("92", "95")
@@ -57,7 +65,8 @@ def channel_plans() -> tuple[ChannelPlan, ...]:
     )
 
 
-def _channel(plan: ChannelPlan, ready: Mapping[str, Any]) -> ChannelEntry:
+def channel_entry(plan: ChannelPlan, ready: Mapping[str, Any]) -> ChannelEntry:
+    """The channel ``plan`` names, on the provider simulator whose ready line is ``ready``."""
     provider = plan.provider.value
     merchant = ready["merchants"][provider][plan.merchant_index]
     config = ChannelConfig(
@@ -121,7 +130,7 @@ def build_config(
         routing=RoutingSection(exploration_permille=50, seed=seed or 1),
         grades=(Grade("92", "92#", "gasoline"), Grade("95", "95#", "gasoline")),
         stations=stations,
-        channels=tuple(_channel(p, providers[p.process]) for p in channel_plans()),
+        channels=tuple(channel_entry(p, providers[p.process]) for p in channel_plans()),
         promotions=(
             {
                 "code": PROMOTION,

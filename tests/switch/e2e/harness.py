@@ -27,13 +27,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from channels.config import ChannelConfig
-from channels.model import Provider
-from channels.transport import HttpLimits
 from switch.config import (
     AuthSection,
     ChannelEntry,
@@ -45,6 +41,7 @@ from switch.config import (
     SwitchConfig,
     dump_config,
 )
+from switch.demo.world import ChannelPlan, channel_entry, channel_plans
 from tests.channels.provider_sim import ProviderSimProcess
 from tests.devices.sim_support import SimProcess
 
@@ -72,21 +69,7 @@ PAYERS: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelPlan:
-    name: str
-    provider: Provider
-    process: str  # "main" | "backup"
-    merchant_index: int
-    fee_ppm: int
-
-
-CHANNELS: Final = (
-    ChannelPlan("wechatpay-main", Provider.WECHATPAY, "main", 0, 6000),
-    ChannelPlan("wechatpay-backup", Provider.WECHATPAY, "backup", 1, 6500),
-    ChannelPlan("alipay-main", Provider.ALIPAY, "main", 0, 5500),
-    ChannelPlan("unionpay-main", Provider.UNIONPAY, "main", 0, 4500),
-)
+CHANNELS: Final = channel_plans()
 
 
 def _free_port() -> int:
@@ -94,28 +77,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _channel(plan: ChannelPlan, ready: Mapping[str, Any]) -> ChannelEntry:
-    provider = plan.provider.value
-    merchant = ready["merchants"][provider][plan.merchant_index]
-    config = ChannelConfig(
-        name=plan.name,
-        provider=plan.provider,
-        base_url=ready[provider],
-        merchant_id=merchant["merchant_id"],
-        app_id=merchant["app_id"],
-        keys_dir=Path(ready["keys"]) / provider / merchant["merchant_id"],
-        notify_url="",
-        limits=HttpLimits(connect_timeout_s=2.0, read_timeout_s=3.0),
-    )
-    routing = {
-        "methods": [provider],
-        "flows": ["prepay", "postpay"],
-        "stations": ["*"],
-        "fee": {"rate_ppm": plan.fee_ppm, "fixed_mfen": 0, "min_mfen": 0, "max_mfen": 0},
-    }
-    return ChannelEntry(config, routing, notify_url_default=True)
 
 
 def build_config(
@@ -157,7 +118,7 @@ def build_config(
         routing=RoutingSection(exploration_permille=0, seed=1),
         grades=(Grade("92", "92#", "gasoline"), Grade("95", "95#", "gasoline")),
         stations=(station,),
-        channels=tuple(_channel(p, providers[p.process]) for p in CHANNELS),
+        channels=tuple(channel_entry(p, providers[p.process]) for p in CHANNELS),
     )
 
 
