@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 import random
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -31,7 +29,6 @@ from switch.http import create_app, serve_http
 from switch.payments.callbacks import AppliedCallback, CallbackProcessor, routing_keys
 from switch.payments.live_channels import LiveChannels
 from switch.pricing import PromotionBook
-from switch.process import tune_gc
 from switch.routing import ChannelPolicy, Router, RoutingParams
 from switch.stations.prices import apply_due_price_sets
 from switch.stations.reference import seed_reference
@@ -78,7 +75,6 @@ class SwitchProcess:
     async def run(
         self, *, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        tune_gc()
         config = self.config
         if config.http.port == 0:
             # Providers need the callback URL before the server binds: pick the port now.
@@ -87,14 +83,9 @@ class SwitchProcess:
             async with open_store(urls.database_url, urls.redis_url, max_size=20) as store:
                 await migrate(store.db)
                 await seed_reference(store.db, config)
-                async with self._actors(store) as runtime_parts:
-                    system, journal = runtime_parts
+                async with open_system([journal_writer_spec(store.db)], intensity=10) as system:
+                    journal = Journal(system, store.db)
                     await self._serve(store, system, journal, urls.database_url, task_status)
-
-    @asynccontextmanager
-    async def _actors(self, store: Store) -> AsyncIterator[tuple[ActorSystem, Journal]]:
-        async with open_system([journal_writer_spec(store.db)], intensity=10) as system:
-            yield system, Journal(system, store.db)
 
     async def _serve(
         self,

@@ -8,7 +8,7 @@ from .model import TERMINAL, Order, OrderData, OrderState, fold
 from .recovery import recover_orders
 from .service import OrderService, new_order_id
 from .sweeper import Sweeper
-from .views import order_json, view_from_row
+from .views import view_from_row
 
 __all__ = [
     "TERMINAL",
@@ -28,7 +28,6 @@ __all__ = [
     "Wake",
     "fold",
     "new_order_id",
-    "order_json",
     "orders_supervisor_spec",
     "pump_address",
     "recover_orders",

@@ -87,9 +87,7 @@ class OrderActor(PumpSteps):
         self._stop_generation += 1  # new business: the pending stop waits for the next finish
         if isinstance(msg, PumpEvent):
             await self._on_pump_event(msg)
-        elif isinstance(msg, PaymentUpdate | Wake):
-            pass
-        else:
+        elif not isinstance(msg, PaymentUpdate | Wake):  # those only mean "look again"
             await super().handle_cast(msg)
         await self._drive()
 
@@ -98,6 +96,9 @@ class OrderActor(PumpSteps):
         the caller's await with the error, as the API shows it; the order carries on."""
         self._stop_generation += 1
         try:
+            if isinstance(msg, Wake):  # the creator waits for the first steps
+                await self._drive()
+                return self.order.state.value
             if isinstance(msg, Cancel):
                 await self._cancel(msg)
                 await self._drive()

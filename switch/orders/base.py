@@ -20,6 +20,7 @@ from actors.timers import Timer
 from devices.crashpoints import crash_point
 from devices.driver import DriverError
 from devices.pump_messages import LockSale, PayableSale, PumpBusy, UnlockSale
+from switch.api.views import order_view_to_json
 from switch.store.alerts import record_alert
 from switch.store.journal import Event
 from switch.store.orders import order_row, update_order
@@ -27,7 +28,7 @@ from switch.store.orders import order_row, update_order
 from .deps import OrderDeps, pump_address
 from .messages import Tick
 from .model import TERMINAL, Order, OrderState, apply_event
-from .views import order_json, view_from_row
+from .views import view_from_row
 
 __all__ = ["OrderBase"]
 
@@ -91,7 +92,7 @@ class OrderBase(Actor):
             return
         row = await order_row(self.deps.db, self.order_id)
         if row is not None:
-            await self.deps.updates.publish(self.order_id, order_json(view_from_row(row)))
+            await self.deps.updates.publish(self.order_id, order_view_to_json(view_from_row(row)))
 
     def _projection(self) -> dict[str, Any]:
         o = self.order

@@ -8,6 +8,7 @@ call RequestRefund     :class:`~switch.service.RefundView`; ``Conflict`` when mo
                        what is captured and not yet refunded is asked for
 cast PaymentUpdate     an attempt of this order moved (a callback was applied)
 cast Wake              look again: the sweeper found something of this order unresolved
+call Wake              the same, answered with the state once the order has to wait
 cast PumpEvent         from the pump this order subscribed to (devices.pump_messages)
 info Tick              the actor's own timer
 =====================  ==================================================================

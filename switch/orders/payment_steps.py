@@ -243,26 +243,27 @@ class PaymentSteps(OrderBase):
             provider_ref=result.provider_ref if result else None,
             reason=result.reason if result else None,
         )
-        await self.note_hold(hold, settled.attempt.state, result)
+        await self.note_hold(hold, settled.attempt, result)
 
     async def note_hold(
-        self, hold: HoldAttempt, row_state: str, result: ChannelResult | None
+        self, hold: HoldAttempt, attempt: AttemptRow, result: ChannelResult | None
     ) -> None:
         """Journal what the attempt row now says, if the journal does not know it yet."""
-        outcome = _HOLD_OUTCOME.get(row_state)
+        outcome = _HOLD_OUTCOME.get(attempt.state)
         if outcome is None or outcome == hold.outcome:
             return
-        payload: dict[str, Any] = {"key": hold.key, "outcome": outcome, "channel": hold.channel}
+        payload: dict[str, Any] = {
+            "key": hold.key,
+            "outcome": outcome,
+            "channel": hold.channel,
+            "provider_ref": (result.provider_ref if result else None) or attempt.provider_ref,
+        }
         if result is not None:
-            payload["provider_ref"] = result.provider_ref
             payload["reason"] = result.reason
             if result.client_data:
                 payload["client_data"] = dict(result.client_data)
         if outcome in ("approved", "declined") and hold.outcome == "pending":
             self.cast(f"channels/{hold.channel}", RecordApproval(outcome == "approved"))
-        if outcome == "approved" and result is None:
-            row = await attempt_state(self.deps.db, hold.key)
-            payload["provider_ref"] = row.provider_ref if row else None
         await self.record("hold_result", payload)
 
     async def step_holding(self) -> bool:
@@ -272,7 +273,7 @@ class PaymentSteps(OrderBase):
             return False
         row = await attempt_state(self.deps.db, hold.key)
         if row is not None and row.state in _FINAL:
-            await self.note_hold(hold, row.state, None)
+            await self.note_hold(hold, row, None)
             return True
         if row is None:  # journaled, crashed before the row: nothing was sent
             await insert_attempt(

@@ -10,15 +10,16 @@ journal stream is opened with ``created``, and its actor is started.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 import trio
 
-from actors import ActorError, ActorSystem
+from actors import ActorError, ActorSystem, CallTimeout
 from devices.pump_messages import Close as PumpClose
 from devices.pump_messages import Open as PumpOpen
 from devices.pump_messages import PayableSales, SetPrices
@@ -38,16 +39,21 @@ from switch.service import (
     StationView,
     Unavailable,
 )
-from switch.stations.hours import open_now
 from switch.stations.prices import apply_price_set, prices_for_pump
-from switch.stations.queries import pump_nozzles, set_pump_open, station, stations_near
+from switch.stations.queries import (
+    FreePumps,
+    pump_nozzles,
+    set_pump_open,
+    station,
+    stations_near,
+)
 from switch.store.errors import UniqueViolation
 from switch.store.journal import Event
 from switch.store.orders import order_row
 
 from .deps import OrderDeps, pump_address
 from .directory import OrderDirectory
-from .messages import Cancel, RequestRefund
+from .messages import Cancel, RequestRefund, Wake
 from .model import OrderData
 from .views import view_from_row
 
@@ -97,52 +103,50 @@ class OrderService:
             and state.get("admin") == "open"
         )
 
-    async def _pump_numbers(self, station_id: str) -> list[tuple[int, bool]]:
+    async def _pumps(self, station_id: str | None = None) -> dict[str, list[tuple[int, bool]]]:
+        """station -> [(pump number, open)] of the pumps that have nozzles (all stations, or
+        one)."""
         rows = await self.deps.db.fetch(
-            "SELECT p.pump_no, p.open FROM pumps p WHERE p.station_id = $1 AND EXISTS (SELECT 1"
-            " FROM nozzles n WHERE n.station_id = p.station_id AND n.pump_no = p.pump_no)"
-            " ORDER BY p.pump_no",
+            "SELECT p.station_id, p.pump_no, p.open FROM pumps p"
+            " WHERE ($1::text IS NULL OR p.station_id = $1) AND EXISTS (SELECT 1 FROM nozzles n"
+            " WHERE n.station_id = p.station_id AND n.pump_no = p.pump_no)"
+            " ORDER BY p.station_id, p.pump_no",
             station_id,
-        )
-        return [(int(r["pump_no"]), bool(r["open"])) for r in rows]
-
-    def _free_pumps_sync(self, station_id: str) -> tuple[int, int]:
-        known = self._known_pumps.get(station_id, [])
-        free = sum(
-            1 for n, is_open in known if is_open and self._free(self._pump_state(station_id, n))
-        )
-        return free, len(known)
-
-    _known_pumps: dict[str, list[tuple[int, bool]]] = {}
-
-    async def _refresh_pumps(self) -> None:
-        rows = await self.deps.db.fetch(
-            "SELECT p.station_id, p.pump_no, p.open FROM pumps p WHERE EXISTS (SELECT 1 FROM"
-            " nozzles n WHERE n.station_id = p.station_id AND n.pump_no = p.pump_no)"
         )
         known: dict[str, list[tuple[int, bool]]] = {}
         for r in rows:
             known.setdefault(r["station_id"], []).append((int(r["pump_no"]), bool(r["open"])))
-        self._known_pumps = known
+        return known
+
+    def _free_pumps(self, known: dict[str, list[tuple[int, bool]]]) -> FreePumps:
+        """How many of a station's pumps a customer could start on now, from the pump actors'
+        snapshots (cheap and synchronous, as the station views want it)."""
+
+        def count(station_id: str) -> tuple[int, int]:
+            pumps = known.get(station_id, [])
+            free = sum(
+                1 for n, is_open in pumps if is_open and self._free(self._pump_state(station_id, n))
+            )
+            return free, len(pumps)
+
+        return count
 
     async def stations_near(
         self, lat_e6: int, lon_e6: int, radius_m: int, limit: int
     ) -> Sequence[StationView]:
-        await self._refresh_pumps()
+        free = self._free_pumps(await self._pumps())
         return await stations_near(
-            self.deps.db, lat_e6, lon_e6, radius_m, limit, self.deps.clock(), self._free_pumps_sync
+            self.deps.db, lat_e6, lon_e6, radius_m, limit, self.deps.clock(), free
         )
 
     async def station(self, station_id: str) -> StationView:
-        await self._refresh_pumps()
-        return await station(
-            self.deps.db, station_id, now=self.deps.clock(), free_pumps=self._free_pumps_sync
-        )
+        free = self._free_pumps(await self._pumps(station_id))
+        return await station(self.deps.db, station_id, now=self.deps.clock(), free_pumps=free)
 
     async def pumps(self, station_id: str) -> Sequence[PumpView]:
         await station(self.deps.db, station_id)  # NotFound for an unknown station
         views = []
-        for pump_no, is_open in await self._pump_numbers(station_id):
+        for pump_no, is_open in (await self._pumps(station_id)).get(station_id, []):
             views.append(await self._pump_view(station_id, pump_no, is_open))
         return views
 
@@ -196,17 +200,8 @@ class OrderService:
             raise BadRequest(f"unknown payment method {method!r}; use one of {sorted(_METHODS)}")
 
     async def _check_station_open(self, station_id: str) -> None:
-        row = await self.deps.db.fetchrow(
-            "SELECT timezone, opening_hours::text AS hours, enabled FROM stations WHERE id = $1",
-            station_id,
-        )
-        if row is None or not row["enabled"]:
-            raise NotFound(f"no station {station_id!r}", code="station-not-found")
-        import orjson
-
-        hours = orjson.loads(row["hours"]) or {}
-        parsed = {day: tuple(tuple(r) for r in ranges) for day, ranges in hours.items()}
-        if not open_now(parsed, row["timezone"], self.deps.clock()):
+        view = await station(self.deps.db, station_id, now=self.deps.clock())
+        if not view.open_now:
             raise Conflict(f"station {station_id} is closed now", code="station-closed")
 
     async def create_order(self, customer_id: str, request: CreateOrder) -> OrderView:
@@ -337,22 +332,11 @@ class OrderService:
         return await self._settled_view(data.id)
 
     async def _settled_view(self, order_id: str) -> OrderView:
-        """Wait briefly for the first answer about the payment, so the response carries what
-        the mini-program needs to pay (WeChat's prepay parameters)."""
-        with trio.move_on_after(self.create_wait_s):
-            while True:
-                row = await order_row(self.deps.db, order_id)
-                if row is not None and row["state"] not in ("created", "priced", "locked"):
-                    if row["state"] != "holding" or row["client_data"] not in (None, "{}", {}):
-                        break
-                    attempt = await self.deps.db.fetchval(
-                        "SELECT state FROM payment_attempts WHERE order_id = $1 AND"
-                        " operation = 'hold' ORDER BY attempt_no DESC LIMIT 1",
-                        order_id,
-                    )
-                    if attempt not in (None, "requested"):
-                        break
-                await trio.sleep(0.05)
+        """Let the new order take its first steps, up to the hold's first answer, so that the
+        response carries what the mini-program needs to pay (WeChat's prepay parameters).
+        Bounded: a slow provider leaves the order holding, and the customer follows it."""
+        with contextlib.suppress(CallTimeout):
+            await self.directory.call(order_id, Wake("created"), timeout=self.create_wait_s)
         return await self._view(order_id)
 
     async def _view(self, order_id: str) -> OrderView:
@@ -399,7 +383,7 @@ class OrderService:
 
     async def push_prices(self, station_id: str) -> None:
         """Send the set in force to every pump of the station (each applies it once free)."""
-        for pump_no, _ in await self._pump_numbers(station_id):
+        for pump_no, _ in (await self._pumps(station_id)).get(station_id, []):
             prices: SetPrices | None = await prices_for_pump(self.deps.db, station_id, pump_no)
             if prices is None:
                 continue
@@ -421,8 +405,4 @@ class OrderService:
         return await self._pump_view(station_id, pump_no, open)
 
     def statistics(self) -> dict[str, Any]:
-        return {
-            "created": self.created,
-            "draining": self.draining,
-            "at": datetime.now(UTC).isoformat(),
-        }
+        return {"created": self.created, "draining": self.draining}

@@ -15,6 +15,7 @@ from typing import Any, Final
 import structlog
 
 from actors import Actor
+from switch.store.orders import stuck_attempts
 
 from .directory import OrderDirectory
 from .messages import Wake
@@ -44,7 +45,7 @@ class Sweeper(Actor):
         self.sweeps = 0
         self.woken = 0
         self.last_error: str | None = None
-        self._woken_at: dict[str, int] = {}  # attempt key -> how many wakes it had
+        self._wakes: dict[str, int] = {}  # attempt key -> how many wakes it had
 
     async def init(self) -> None:
         self.send_after(self.interval_s, _Sweep())
@@ -63,39 +64,31 @@ class Sweeper(Actor):
         self.send_after(self.interval_s, _Sweep())
 
     async def sweep(self, now: datetime) -> int:
-        db = self.directory.deps.db
-        rows = await db.fetch(
-            "SELECT order_id, idempotency_key, requested_at FROM payment_attempts"
-            " WHERE state IN ('requested', 'pending', 'unknown') AND requested_at < $1"
-            " ORDER BY requested_at LIMIT 500",
-            now - timedelta(seconds=SCHEDULE_S[0]),
+        stuck = await stuck_attempts(
+            self.directory.deps.db, now - timedelta(seconds=SCHEDULE_S[0]), limit=500
         )
-        woken = 0
-        seen: set[str] = set()
-        live = {r["idempotency_key"] for r in rows}
-        self._woken_at = {k: v for k, v in self._woken_at.items() if k in live}
-        for row in rows:
-            key = row["idempotency_key"]
-            count = self._woken_at.get(key, 0)
+        live = {a.key for a in stuck}
+        self._wakes = {k: v for k, v in self._wakes.items() if k in live}
+        woken: set[str] = set()
+        for attempt in stuck:
+            count = self._wakes.get(attempt.key, 0)
             due = SCHEDULE_S[min(count, len(SCHEDULE_S) - 1)]
             if count >= len(SCHEDULE_S):
                 due = SCHEDULE_S[-1] * (count - len(SCHEDULE_S) + 2)
-            if now - row["requested_at"] < timedelta(seconds=due):
+            if now - attempt.requested_at < timedelta(seconds=due):
                 continue
-            self._woken_at[key] = count + 1
-            if row["order_id"] in seen:
-                continue
-            seen.add(row["order_id"])
-            await self.directory.cast(row["order_id"], Wake("sweeper"))
-            woken += 1
+            self._wakes[attempt.key] = count + 1
+            if attempt.order_id not in woken:
+                woken.add(attempt.order_id)
+                await self.directory.cast(attempt.order_id, Wake("sweeper"))
         self.sweeps += 1
-        self.woken += woken
-        return woken
+        self.woken += len(woken)
+        return len(woken)
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "sweeps": self.sweeps,
             "woken": self.woken,
-            "tracked": len(self._woken_at),
+            "tracked": len(self._wakes),
             "last_error": self.last_error,
         }

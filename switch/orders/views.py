@@ -1,8 +1,8 @@
 """The customer's view of an order, from its projection row.
 
-The API and the live updates (SSE over Redis) show the same thing because both are built
-here from the ``orders`` row, which the order actor rewrites after every journaled step and
-whose money columns move only with attempt results.
+The API and the live updates (SSE over Redis, as ``switch.api.order_view_to_json``) show the
+same thing because both are built here from the ``orders`` row, which the order actor rewrites
+after every journaled step and whose money columns move only with attempt results.
 """
 
 from __future__ import annotations
@@ -14,24 +14,23 @@ import orjson
 from switch.service import Flow, OrderView, PaymentView, PresetKind
 from switch.store.bridge import Row
 
-__all__ = ["order_json", "view_from_row"]
+__all__ = ["view_from_row"]
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str) else value
 
 
 def view_from_row(row: Row) -> OrderView:
-    routing = row["routing"]
-    client_data = row["client_data"]
+    """``row`` as :func:`switch.store.orders.order_row` reads it."""
     payment = None
     if row["payment_key"]:
-        routing_map = orjson.loads(routing) if isinstance(routing, str) else routing
-        provider = ""
-        if routing_map:
-            provider = str(routing_map.get("provider", ""))
         payment = PaymentView(
             channel=row["channel"] or "",
-            provider=provider,
+            provider=row["payment_provider"] or "",
             key=row["payment_key"],
             state=row["payment_state"] or "requested",
-            client_data=orjson.loads(client_data) if isinstance(client_data, str) else client_data,
+            client_data=_json(row["client_data"]),
         )
     gross = row["gross_fen"]
     discount = row["discount_fen"]
@@ -60,15 +59,8 @@ def view_from_row(row: Row) -> OrderView:
         sale_id=row["sale_id"],
         payment=payment,
         attempts=row["hold_attempts"],
-        routing=orjson.loads(routing) if isinstance(routing, str) else routing,
+        routing=_json(row["routing"]),
         failure=row["failure"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
-
-
-def order_json(view: OrderView) -> dict[str, Any]:
-    """JSON-able, as the API shows it (datetimes ISO 8601, enums their values)."""
-    from switch.api.views import order_view_to_json
-
-    return order_view_to_json(view)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .attempts import FINAL_STATES, MoneyConflict, OrderMoney, apply_money, result_allowed
+from .attempts import MoneyConflict, OrderMoney, apply_money, result_allowed
 from .bridge import Database, Row
 from .errors import QueryError
 
@@ -26,7 +26,6 @@ __all__ = [
     "attempt_state",
     "insert_attempt",
     "insert_order",
-    "open_refund_attempts",
     "open_refund_attempts_of",
     "order_row",
     "settle_attempt",
@@ -137,9 +136,10 @@ async def update_order(db: Database, order_id: str, changes: Mapping[str, Any]) 
 
 
 async def order_row(db: Database, order_id: str) -> Row | None:
-    """The projection, with ``payment_state``: the state of the attempt it shows."""
+    """The projection, with the state and provider of the attempt it shows."""
     return await db.fetchrow(
-        "SELECT o.*, a.state AS payment_state FROM orders o LEFT JOIN payment_attempts a"
+        "SELECT o.*, a.state AS payment_state, a.provider AS payment_provider FROM orders o"
+        " LEFT JOIN payment_attempts a"
         " ON a.idempotency_key = o.payment_key WHERE o.id = $1",
         order_id,
     )
@@ -273,17 +273,6 @@ async def settle_attempt(
         return SettleResult(updated, changed=True)
 
 
-async def open_refund_attempts(db: Database, limit: int = 100) -> list[AttemptRow]:
-    """Refunds journaled but not finished: late successes the callback path queued, and
-    refunds whose answer was lost. Their orders send them."""
-    rows = await db.fetch(
-        "SELECT * FROM payment_attempts WHERE operation = 'refund'"
-        " AND state IN ('requested', 'pending', 'unknown') ORDER BY requested_at LIMIT $1",
-        limit,
-    )
-    return [_attempt(r) for r in rows]
-
-
 async def stuck_attempts(db: Database, older_than: datetime, limit: int = 100) -> list[AttemptRow]:
     """Attempts with no final answer since before ``older_than`` (the sweeper's list)."""
     rows = await db.fetch(
@@ -292,7 +281,7 @@ async def stuck_attempts(db: Database, older_than: datetime, limit: int = 100) -
         older_than,
         limit,
     )
-    return [_attempt(r) for r in rows if r["state"] not in FINAL_STATES]
+    return [_attempt(r) for r in rows]
 
 
 async def open_refund_attempts_of(db: Database, order_id: str) -> list[AttemptRow]:
