@@ -183,11 +183,12 @@ class PumpActor(PumpSales):
             await self._collect_pending()
             self._poll_again = True
             return
+        # Payable sales cleared at the console are noticed during a sale of ours too.
+        await self._forget_gone(status)
         if self.ledger.open_sale is not None:
             await self._follow_sale(status)
             self._poll_again = self.ledger.open_sale is None
             return  # prices and a close wait for the sale anyway
-        await self._forget_gone(status)
         head = status.last_sale
         if head is not None and await self._buffer_head(head, status):
             self._poll_again = True
