@@ -10,7 +10,8 @@ relative to the working directory, as ``Settings.from_env`` has them.
 
 Environment overrides (a set, non-empty variable wins over the file): ``FUELSWITCH_HOME``,
 ``FUELSWITCH_DATABASE_URL``, ``FUELSWITCH_REDIS_URL``, ``FUELSWITCH_HTTP_HOST``,
-``FUELSWITCH_HTTP_PORT``, ``FUELSWITCH_PUBLIC_URL``, ``FUELSWITCH_AUTH_SECRET``.
+``FUELSWITCH_HTTP_PORT``, ``FUELSWITCH_PUBLIC_URL``, ``FUELSWITCH_AUTH_SECRET``,
+``FUELSWITCH_ADMIN_SOCKET``, ``FUELSWITCH_LOG_FORMAT``, ``FUELSWITCH_LOG_LEVEL``.
 
 :class:`Settings` (environment only) stays for the commands that need no config file
 (``fuelswitch db``, the simulators, the test fixtures).
@@ -33,14 +34,19 @@ if TYPE_CHECKING:  # kept out of the import: Settings users (db, sims) need none
     from devices.station import StationConfig
 
 __all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "AdminSection",
     "AuthSection",
     "ChannelEntry",
     "ConfigError",
     "Grade",
     "HttpSection",
+    "LoggingSection",
     "OrdersSection",
     "RoutingSection",
     "Settings",
+    "ShutdownSection",
     "StationEntry",
     "SwitchConfig",
     "default_notify_url",
@@ -50,6 +56,8 @@ __all__ = [
 
 FUELS = ("gasoline", "diesel", "lpg", "cng", "other")
 MIN_SECRET_BYTES = 32
+LOG_FORMATS = ("auto", "json", "console")  # auto: JSON lines unless stderr is a terminal
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,26 @@ class OrdersSection:
 class RoutingSection:
     exploration_permille: int = 50
     seed: int = 0  # 0: random
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSection:
+    """The admin socket ``fuelswitch ops`` talks to."""
+
+    socket: Path | None = None  # None: <home>/admin.sock
+    allowed_uids: tuple[int, ...] = ()  # besides the switch's own uid, always allowed
+    audit_log: Path | None = None  # None: <home>/audit.log (JSON lines, one per action)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSection:
+    format: str = "auto"  # one of LOG_FORMATS
+    level: str = "info"  # one of LOG_LEVELS
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSection:
+    grace_s: float = 30.0  # SIGTERM: in-flight orders get this long to finish or park
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +197,17 @@ class SwitchConfig:
     stations: tuple[StationEntry, ...] = ()
     channels: tuple[ChannelEntry, ...] = ()
     promotions: tuple[Mapping[str, Any], ...] = ()  # raw; switch.pricing parses them
+    admin: AdminSection = AdminSection()
+    logging: LoggingSection = LoggingSection()
+    shutdown: ShutdownSection = ShutdownSection()
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.admin.socket if self.admin.socket is not None else self.home / "admin.sock"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.admin.audit_log if self.admin.audit_log is not None else self.home / "audit.log"
 
     def settings(self) -> Settings:
         return Settings(self.home, self.database_url, self.redis_url)

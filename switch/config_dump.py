@@ -85,6 +85,17 @@ def dump_config(config: SwitchConfig) -> str:
     lines += _table("[auth]", [("secret", secret), ("token_ttl_s", config.auth.token_ttl_s)])
     lines += _table("[orders]", _fields_of(config.orders))
     lines += _table("[routing]", _fields_of(config.routing))
+    admin = config.admin
+    lines += _table(
+        "[admin]",
+        [
+            ("socket", str(admin.socket) if admin.socket else ""),
+            ("allowed_uids", list(admin.allowed_uids)),
+            ("audit_log", str(admin.audit_log) if admin.audit_log else ""),
+        ],
+    )
+    lines += _table("[logging]", _fields_of(config.logging))
+    lines += _table("[shutdown]", _fields_of(config.shutdown))
     for grade in config.grades:
         lines += _table("[[grades]]", _fields_of(grade))
     for station in config.stations:

@@ -22,13 +22,18 @@ from channels.transport import HttpLimits
 
 from .config import (
     FUELS,
+    LOG_FORMATS,
+    LOG_LEVELS,
     MIN_SECRET_BYTES,
+    AdminSection,
     AuthSection,
     ChannelEntry,
     Grade,
     HttpSection,
+    LoggingSection,
     OrdersSection,
     RoutingSection,
+    ShutdownSection,
     StationEntry,
     SwitchConfig,
     default_notify_url,
@@ -63,6 +68,10 @@ def parse_config(text: str, base_dir: Path, env: Mapping[str, str], source: str)
     stations = _stations(root.tables("stations"), codes)
     channels = _channels(root.tables("channels"), base_dir, http)
     promotions = _promotions(root.tables("promotions"), codes)
+    admin = _admin(root.table("admin", {}), base_dir, env)
+    logging = _logging(root.table("logging", {}), env)
+    shutdown = ShutdownSection(grace_s=(t := root.table("shutdown", {})).seconds("grace_s", 30.0))
+    t.done()
     root.done()
     if env.get("FUELSWITCH_HOME"):
         home = Path(env["FUELSWITCH_HOME"]).resolve()
@@ -78,6 +87,9 @@ def parse_config(text: str, base_dir: Path, env: Mapping[str, str], source: str)
         stations=stations,
         channels=channels,
         promotions=promotions,
+        admin=admin,
+        logging=logging,
+        shutdown=shutdown,
     )
 
 
@@ -142,6 +154,42 @@ def _routing(table: Table) -> RoutingSection:
     )
     table.done()
     return routing
+
+
+def _admin(table: Table, base_dir: Path, env: Mapping[str, str]) -> AdminSection:
+    text = table.text("socket", "")
+    socket = base_dir / text if text else None
+    if env.get("FUELSWITCH_ADMIN_SOCKET"):
+        socket = Path(env["FUELSWITCH_ADMIN_SOCKET"]).resolve()
+    value = table.value("allowed_uids", [])
+    if not isinstance(value, list) or not all(type(v) is int and v >= 0 for v in value):
+        raise ConfigError(f"{table.at('allowed_uids')}: expected a list of uids (integers >= 0)")
+    audit = table.text("audit_log", "")
+    table.done()
+    return AdminSection(
+        socket=socket,
+        allowed_uids=tuple(value),
+        audit_log=base_dir / audit if audit else None,
+    )
+
+
+def _choice(where: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _logging(table: Table, env: Mapping[str, str]) -> LoggingSection:
+    where, fmt = table.at("format"), table.text("format", "auto")
+    if env.get("FUELSWITCH_LOG_FORMAT"):
+        where, fmt = "FUELSWITCH_LOG_FORMAT", env["FUELSWITCH_LOG_FORMAT"]
+    fmt = _choice(where, fmt, LOG_FORMATS)
+    where, level = table.at("level"), table.text("level", "info")
+    if env.get("FUELSWITCH_LOG_LEVEL"):
+        where, level = "FUELSWITCH_LOG_LEVEL", env["FUELSWITCH_LOG_LEVEL"]
+    level = _choice(where, level.lower(), LOG_LEVELS)
+    table.done()
+    return LoggingSection(format=fmt, level=level)
 
 
 def _grades(tables: list[Table]) -> tuple[Grade, ...]:
