@@ -282,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("status", help="list migrations: applied, pending, changed")
     db.set_defaults(func=_db)
     _add_sim(commands)
+    from ops.cli import add_parser as add_ops
     from switch.api.token_cli import add_parser as add_token
     from switch.config_cli import add_parser as add_config
     from switch.demo import add_parser as add_demo
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo(commands)
     add_token(commands)
     add_config(commands)
+    add_ops(commands)
     return parser
 
 
