@@ -66,6 +66,7 @@ from channels.config import ChannelConfig
 from channels.health import ChannelHealth, LatencyStats
 from channels.interface import Channel
 from channels.model import CallbackRejected, ChannelError, ChannelResult, Operation, Outcome
+from ops.metrics import METRICS
 
 __all__ = ["ChannelActor", "ChannelControl"]
 
@@ -115,6 +116,15 @@ _OPERATIONS: Final[Mapping[type, tuple[Operation, _Perform]]] = {
 _NEW_BUSINESS: Final = frozenset({Operation.HOLD})
 
 _TECHNICAL_FAILURES: Final = frozenset({Outcome.UNKNOWN, Outcome.TECHNICAL_FAILURE})
+
+# Outcome -> the ``outcome`` label of fuelswitch_payment_attempts_total.
+_METRIC_OUTCOME: Final[Mapping[Outcome, str]] = {
+    Outcome.APPROVED: "success",
+    Outcome.PENDING: "pending",  # accepted; the customer (or a callback) decides later
+    Outcome.DECLINED: "declined",
+    Outcome.UNKNOWN: "unknown",
+    Outcome.TECHNICAL_FAILURE: "error",
+}
 
 
 def _key_of(msg: Any) -> str:
@@ -193,6 +203,7 @@ class ChannelActor(Actor):
     async def init(self) -> None:
         # A channel that cannot be built (missing keys, bad config) fails the start: that is a
         # configuration error for a person, not something a restart fixes.
+        structlog.contextvars.bind_contextvars(channel=self.config.name)  # this task's logs
         self.channel = self.make_channel(self.config)
         self._schedule_refresh(0.0)
         self._arm_probe()
@@ -360,6 +371,7 @@ class ChannelActor(Actor):
             now = trio.current_time()
             self.latency.setdefault(job.label, LatencyStats()).record(now - started)
             self._observe(job.operation, job.label, outcome, reason, now, error)
+            METRICS.count_payment_attempt(self.config.name, job.label, _METRIC_OUTCOME[outcome])
             if job.reply is not None:
                 if isinstance(value, Exception):
                     delivered = job.reply.fail(value)

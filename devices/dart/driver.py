@@ -24,7 +24,7 @@ other so the actor, its journal rules and the restart table work unchanged:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import trio
 
@@ -50,6 +50,8 @@ from .transactions import (
 
 
 class DartDriver(PumpDriver):
+    protocol: ClassVar[str] = "dart"  # metrics label (a driver without one is GFD-1)
+
     def __init__(
         self,
         line: DartLine,

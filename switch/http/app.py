@@ -7,10 +7,25 @@ or stalled sender costs one request slot for a bounded time and never the server
 
 Every error the app produces is an RFC 9457 problem document (``application/problem+json``);
 a 500 says nothing about what broke inside (that goes to the log).
+
+Every request gets an id: the caller's ``X-Request-ID`` when it is sane (at most 64 characters
+of ``[A-Za-z0-9._-]``: anything else could forge log lines or blow up an index), else a fresh
+one. It is bound in structlog's contextvars while the request runs, so every line logged on
+its behalf carries it, and echoed in the response, so a customer's complaint can be traced.
+The same middleware times the request for ``fuelswitch_http_request_seconds``, labelled by the
+matched route's template, never the raw path. It is plain ASGI, not Starlette's
+``BaseHTTPMiddleware``: it binds and unbinds inside the one call, in the task hypercorn's trio
+worker runs the request in, and adds no task of its own.
+
+``GET /readyz`` asks the readiness probe (:mod:`switch.health`): 200 with the checks when the
+switch can take traffic, 503 with the same shape (``status: not_ready``) when it cannot.
 """
 
 from __future__ import annotations
 
+import re
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -23,16 +38,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from channels.model import HttpReply, Provider
 from ops.metrics import CONTENT_TYPE, METRICS, Metrics
+from switch.health import Readiness
 from switch.payments.callbacks import CallbackProcessor, problem_reply
 
-__all__ = ["PROBLEM_JSON", "BodyLimits", "create_app", "problem"]
+__all__ = ["PROBLEM_JSON", "REQUEST_ID", "BodyLimits", "create_app", "problem", "request_id"]
 
 log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+REQUEST_ID = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_REQUEST_ID_HEADER = REQUEST_ID.lower().encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +87,65 @@ def problem(
         document["instance"] = instance
     document.update(extra)
     return Response(orjson.dumps(document), status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def request_id(request: Request) -> str | None:
+    """The id the middleware gave this request (None outside it)."""
+    state = request.scope.get("state") or {}
+    value = state.get("request_id")
+    return value if isinstance(value, str) else None
+
+
+class _RequestContext:
+    """Request id (bound for the logs, echoed in the response) and the request's timing."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == _REQUEST_ID_HEADER), b"")
+        text = given.decode("latin-1")
+        rid = text if _SANE_REQUEST_ID.fullmatch(text) else uuid.uuid4().hex
+        # In the scope too: the error handler outside this middleware answers 500s with it.
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500  # what the client gets if the app raises before it answers
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", ()) if k != _REQUEST_ID_HEADER]
+                headers.append((_REQUEST_ID_HEADER, rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                self._observe(scope, 500, started)
+                raise
+        self._observe(scope, status, started)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) if route is not None else None
+        elapsed = time.perf_counter() - started
+        self.metrics.observe_http(scope["method"], template, status, elapsed)
+
+
+def _json(status: int, document: dict[str, Any]) -> Response:
+    return Response(
+        orjson.dumps(document),
+        status,
+        headers={"cache-control": "no-store"},
+        media_type="application/json",
+    )
 
 
 def _reply(reply: HttpReply) -> Response:
@@ -129,12 +208,15 @@ def create_app(
     callbacks: CallbackProcessor | None = None,
     metrics: Metrics | None = None,
     limits: BodyLimits = BodyLimits(),
+    readiness: Callable[[], Awaitable[Readiness]] | None = None,
 ) -> FastAPI:
     """The app; ``callbacks`` mounts ``POST /callbacks/<provider>`` for every provider (a
-    provider with no configured channel answers 404 there)."""
+    provider with no configured channel answers 404 there); ``readiness`` answers
+    ``/readyz`` (without one, a switch that answers HTTP is ready)."""
     if metrics is None:
         metrics = METRICS if callbacks is None else callbacks.metrics
     app = FastAPI(title="fuelswitch", version="0.1.0")
+    app.add_middleware(_RequestContext, metrics=metrics)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -160,8 +242,22 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:
-        log.error("http.unhandled", path=request.url.path, error=type(exc).__name__, exc_info=exc)
-        return problem(500, "the server failed to handle the request", instance=request.url.path)
+        # Outside the request-id middleware (Starlette runs this handler outermost): the id
+        # comes from the scope, for the log line and the answer alike.
+        rid = request_id(request)
+        log.error(
+            "http.unhandled",
+            path=request.url.path,
+            error=type(exc).__name__,
+            request_id=rid,
+            exc_info=exc,
+        )
+        return problem(
+            500,
+            "the server failed to handle the request",
+            instance=request.url.path,
+            headers={REQUEST_ID: rid} if rid else None,
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -170,6 +266,18 @@ def create_app(
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if readiness is None:
+            return _json(200, {"status": "ready", "checks": {}})
+        answer = await readiness()
+        document = answer.to_dict()
+        if answer.ready:
+            return _json(200, document)
+        # Not an error of the request: the same shape as 200, with what failed in words.
+        document["detail"] = "not ready: " + ", ".join(answer.failed)
+        return _json(503, document)
 
     if callbacks is not None:
         for provider in Provider:

@@ -8,6 +8,7 @@ or when its scope is cancelled.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import partial
 from typing import cast
@@ -44,6 +45,9 @@ async def serve_http(
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
+    # hypercorn's own error log would add a plain-text stderr handler beside ours: route it
+    # through the standard logger, which ops.logs renders like every other line.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = graceful_timeout_s
     trigger = None if shutdown is None else shutdown.wait
     async with trio.open_nursery() as nursery:

@@ -59,6 +59,7 @@ class OrderActor(PumpSteps):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def init(self) -> None:
+        structlog.contextvars.bind_contextvars(order_id=self.order_id)  # this task's logs
         events = await self.deps.journal.load(self.stream_id)
         order = fold([(e.seq, e.type, e.payload) for e in events])
         if order is None:

@@ -40,6 +40,7 @@ from channels.model import (
     ReleaseRequest,
 )
 from devices.crashpoints import crash_point
+from ops.metrics import METRICS
 from switch.routing import NoEligibleChannel, RouteRequest
 from switch.service import Flow, ServiceError
 from switch.store.attempts import late_refund_key
@@ -454,6 +455,10 @@ class PaymentSteps(OrderBase):
         await self.record(
             "captured", {"provider_ref": attempt.provider_ref, "amount_fen": attempt.amount_fen}
         )
+        o = self.order  # once per sale: "captured" is recorded once, and the order moves on
+        volume_ml = o.sale.volume_ml if o.sale is not None else 0
+        grade = o.priced.grade if o.priced is not None else None
+        METRICS.count_sale(o.data.flow, grade, volume_ml, attempt.amount_fen)
         return await self.after_capture()
 
     async def after_capture(self) -> bool:

@@ -49,6 +49,7 @@ from actors import (
     Overflow,
     Reply,
 )
+from ops.metrics import METRICS
 
 from .bridge import Database
 from .errors import ConflictError, QueryError, StoreError, StoreUnavailable, UniqueViolation
@@ -274,6 +275,7 @@ class JournalWriter(Actor):
             self.max_batch_seen = max(self.max_batch_seen, n)
             self.last_commit_s = elapsed
             self.max_commit_s = max(self.max_commit_s, elapsed)
+            METRICS.observe_journal_commit(n, elapsed)
             return
 
     def _reject_conflicts(
