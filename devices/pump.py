@@ -27,12 +27,14 @@ lifecycle, the poll and the call table. Messages are in :mod:`devices.pump_messa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import structlog
 
 from actors import NOREPLY, Reply, UnhandledMessage
+from ops.metrics import METRICS
 
 from .driver import DriverError
 from .gfd1.codec import StatusBlock
@@ -115,6 +117,7 @@ class PumpActor(PumpSales):
     # -- start: recovery before anything else ------------------------------------------------
 
     async def init(self) -> None:
+        self._bind_log_context()
         self.ledger = fold(await self.journal.load(self.stream_id))
         self.driver.restore(self.ledger.driver_memory())
         try:
@@ -146,11 +149,17 @@ class PumpActor(PumpSales):
             await super().handle_info(msg)
             return
         self.polls += 1
+        started = time.perf_counter()
         try:
             status = await self.driver.status()
         except DriverError as exc:
+            METRICS.count_pump_poll_error(self.protocol)
+            self.poll_latency.failed()
             await self._unreachable(exc)
         else:
+            elapsed = time.perf_counter() - started
+            METRICS.observe_pump_poll(self.protocol, elapsed)
+            self.poll_latency.observe(elapsed)
             self._reachable()
             try:
                 await self._poll(status)
@@ -235,6 +244,7 @@ class PumpActor(PumpSales):
             "alerts": [dict(a) for a in ledger.recent_alerts],
             "alert_count": ledger.alerts,
             "polls": self.polls,
+            "poll_latency": self.poll_latency.snapshot(),
             "last_error": self.last_error,
             "recovered": self.recovered,
             "subscribers": len(self.subscribers),

@@ -25,6 +25,7 @@ from switch.store.journal import Event, Journal
 
 from .driver import PumpDriver
 from .gfd1.codec import NozzleTotals, StatusBlock
+from .poll_stats import PollLatency
 from .pump_journal import PumpLedger, apply
 from .pump_messages import PUBLISHED, AlertKind, Poll, PumpEvent
 from .recovery import PumpView
@@ -87,6 +88,8 @@ class PumpBase(Actor):
         poll_quantum_s: float = 0.1,
     ) -> None:
         self.driver = driver
+        self.protocol: str = getattr(driver, "protocol", "gfd1")  # the metrics' label
+        self.poll_latency = PollLatency()  # this pump's recent polls, for operators
         self.journal = journal
         self.stream_id = stream_id
         self.active_poll_s = active_poll_s  # while a sale is open
@@ -110,6 +113,12 @@ class PumpBase(Actor):
         self._unreachable_alerted = False
         self._last_progress = -math.inf
         self._close_sent = False  # CLOSE accepted (the pump may hold it until collected)
+
+    def _bind_log_context(self) -> None:
+        """Every log line of this actor's task (and the tasks it starts) names the pump."""
+        parts = self.address.parts  # stations/<station>/<pump> in the switch
+        station = {"station": parts[1]} if len(parts) == 3 and parts[0] == "stations" else {}
+        structlog.contextvars.bind_contextvars(pump=str(self.address), **station)
 
     # -- journal and subscribers ---------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""``fuelswitch serve --config switch.toml``: run the switch until SIGTERM or SIGINT."""
+"""``fuelswitch serve --config switch.toml``: run the switch until SIGTERM or SIGINT.
+
+The first signal drains and stops the switch in order within ``[shutdown] grace_s`` (exit 0);
+a second ends the wait for orders under way; a third cancels everything (exit 1), which is
+no worse than a crash: recovery resumes every order on the next start.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ops.logs import LEVELS, configure_logging
 from ops.process import configure_stderr_logs, run_until_signal
 
 __all__ = ["add_parser", "run"]
@@ -17,7 +23,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the switch (HTTP API, callbacks, pumps, channels, orders)",
         description="Run the switch from a config file; FUELSWITCH_* environment variables"
         " override it (HOME, DATABASE_URL, REDIS_URL, HTTP_HOST, HTTP_PORT, PUBLIC_URL,"
-        " AUTH_SECRET). Prints one JSON line with the HTTP URL once ready.",
+        " AUTH_SECRET). Prints one JSON line with the HTTP URL once ready. SIGTERM or SIGINT"
+        " stops taking orders, waits up to [shutdown] grace_s for those under way, and exits 0;"
+        " a second signal stops without waiting.",
     )
     serve.add_argument("--config", required=True, type=Path, metavar="FILE")
     serve.add_argument("--verbose", action="store_true", help="log INFO and above")
@@ -35,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"fuelswitch serve: {exc}", file=sys.stderr)
         return 2
+    level = config.logging.level
+    if args.verbose and LEVELS[level] > LEVELS["info"]:
+        level = "info"
+    configure_logging(config.logging.format, level)
     return run_until_signal(
         "fuelswitch serve",
         lambda: SwitchProcess(config),

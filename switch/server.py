@@ -6,6 +6,15 @@ runs its restart table in ``init``) before any order is re-driven, and the chann
 orders that will query them; the HTTP server opens last, so a provider's callback or a
 customer never reaches a switch that cannot act on it yet. The ready line (one JSON object on
 stdout) names the HTTP URL and the database, for the demo, tests and operators.
+
+Stopping is the same order backwards, after a drain (:mod:`switch.drain`): ``request_stop``
+(SIGTERM) stops taking orders and waits, within ``[shutdown] grace_s``, for the orders under
+way; then the HTTP server stops accepting (requests in flight finish), and leaving the actor
+system stops its children in reverse start order, each finishing the message it is handling:
+the sweeper, the orders (an order cut after its stop grace is at a point recovery handles, as
+after a crash), the channels (provider calls on the wire finish), the pumps (their gateway
+connections close) and the journal writer last, which commits what it accepted before it
+exits. Then the store closes and ``run`` returns: the process exits 0.
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ from __future__ import annotations
 import math
 import random
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -23,8 +34,12 @@ import trio
 from actors import ActorSystem, ChildSpec, Strategy, Supervisor, open_system
 from channels.supervision import start_channels
 from devices.station import station_spec
+from ops.admin import AdminServer, AuditLog
+from ops.metrics import METRICS
+from switch.admin import AdminContext, reapply_channel_switches, switch_commands
 from switch.api import TokenSigner, mount_api
 from switch.config import SwitchConfig
+from switch.health import ReadinessProbe
 from switch.http import create_app, serve_http
 from switch.payments.callbacks import AppliedCallback, CallbackProcessor, routing_keys
 from switch.payments.live_channels import LiveChannels
@@ -36,6 +51,7 @@ from switch.store import Store, migrate, open_store, server_urls
 from switch.store.bus import OrderUpdates
 from switch.store.journal import Journal, journal_writer_spec
 
+from .drain import DrainReport, StopPlan, wait_for_orders
 from .orders import (
     OrderDeps,
     OrderDirectory,
@@ -67,10 +83,68 @@ class SwitchRuntime:
 
 
 class SwitchProcess:
+    """The switch. ``run`` serves until :meth:`request_stop` (or ``shutdown.set()``, which
+    skips the drain); :meth:`drain`, :attr:`draining` and :meth:`in_flight_orders` are the
+    process controls of the admin socket and the readiness check."""
+
     def __init__(self, config: SwitchConfig) -> None:
         self.config = config
         self.runtime: SwitchRuntime | None = None
-        self.shutdown = trio.Event()
+        self.shutdown = trio.Event()  # set: stop now (the HTTP server first)
+        self.drain_report: DrainReport | None = None
+        self._directory: OrderDirectory | None = None
+        self._service: OrderService | None = None
+        self._draining = False
+        self._stop_requested = trio.Event()
+        self._hurry = trio.Event()
+        self._stop_asked_at: float | None = None
+
+    # -- process controls (admin socket, readiness, signals) -------------------------------
+
+    @property
+    def draining(self) -> bool:
+        """Not taking new orders (an operator's drain, or a stop under way)."""
+        return self._draining
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested.is_set() or self.shutdown.is_set()
+
+    def drain(self, on: bool = True) -> None:
+        """Stop (``on``) or resume taking new orders; everything else carries on. Cheap and
+        synchronous. A stop under way keeps draining: resuming is refused (logged)."""
+        if not on and self.stopping:
+            log.warning("switch.drain_kept", reason="the switch is stopping")
+            return
+        if on != self._draining:
+            log.info("switch.drain", on=on, in_flight=self.in_flight_orders())
+        self._draining = on
+        if self._service is not None:
+            self._service.draining = on
+
+    def in_flight_orders(self) -> int:
+        """Live orders not finished yet (moving, fuelling or waiting for a customer), counted
+        from the order actors in memory: cheap, no database query."""
+        return 0 if self._directory is None else self._directory.in_flight()
+
+    def order_census(self) -> dict[str, int]:
+        """Live orders by what they are doing: moving, fuelling, waiting, done."""
+        return {} if self._directory is None else self._directory.census()
+
+    def request_stop(self, *, immediate: bool = False) -> None:
+        """Drain, wait for the orders under way (within the grace), then stop; with
+        ``immediate`` (a second signal) the wait ends at once. Synchronous: a signal handler
+        or an admin command calls it and ``run`` returns when the switch has stopped."""
+        if not self._stop_requested.is_set():
+            self._stop_asked_at = time.monotonic()
+            self._stop_requested.set()
+            self.drain(True)
+            log.info("switch.stopping", grace_s=self.config.shutdown.grace_s)
+        if immediate and not self._hurry.is_set():
+            log.info("switch.stopping_now")
+            self._hurry.set()
+
+    # -- running ------------------------------------------------------------------------------
 
     async def run(
         self, *, task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED
@@ -84,8 +158,17 @@ class SwitchProcess:
                 await migrate(store.db)
                 await seed_reference(store.db, config)
                 async with open_system([journal_writer_spec(store.db)], intensity=10) as system:
+                    METRICS.watch_system(system)  # mailbox depths and restarts, at scrape time
                     journal = Journal(system, store.db)
                     await self._serve(store, system, journal, urls.database_url, task_status)
+                # Leaving the block stopped the actors in reverse start order, journal last.
+        report = self.drain_report
+        took = None if self._stop_asked_at is None else time.monotonic() - self._stop_asked_at
+        log.info(
+            "switch.stopped",
+            stop_s=None if took is None else round(took, 3),
+            **(report.to_log() if report is not None else {"drained": False}),
+        )
 
     async def _serve(
         self,
@@ -138,8 +221,10 @@ class SwitchProcess:
         await system.start_child(
             orders_supervisor_spec(passivate_after=config.orders.passivate_after_s)
         )
-        directory = OrderDirectory(system, deps)
-        service = OrderService(system, deps, directory)
+        plan = StopPlan(config.shutdown.grace_s)
+        directory = self._directory = OrderDirectory(system, deps, stop_grace_s=plan.reserve_s)
+        service = self._service = OrderService(system, deps, directory)
+        service.draining = self._draining
 
         async def prices_due() -> None:
             for applied in await apply_due_price_sets(store.db):
@@ -164,13 +249,29 @@ class SwitchProcess:
                 await directory.cast(order_id, PaymentUpdate(key))
 
         processor.add_hook(wake_order)
-        app = create_app(callbacks=processor)
+        readiness = ReadinessProbe(
+            store.db, store.redis, system, list(channel_configs), lambda: self.draining
+        )
+        app = create_app(callbacks=processor, readiness=readiness)
         signer = TokenSigner(config.auth.secret)
         mount_api(app, service=service, signer=signer, db=store.db, updates=updates)
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(
                 partial(serve_http, app, config.http.host, config.http.port, shutdown=self.shutdown)
             )
+            admin = AdminContext.build(config, system, store.db, service, router, self, bound.url)
+            await reapply_channel_switches(admin)
+            # The admin socket stays up through a drain (operators watch it) and goes with
+            # the HTTP server once the switch stops.
+            admin_scope = trio.CancelScope()
+            admin_server = AdminServer(
+                config.admin_socket,
+                switch_commands(admin),
+                allowed_uids=config.admin.allowed_uids,
+                audit=AuditLog(config.audit_log),
+            )
+            await nursery.start(_run_until, admin_server.run, admin_scope)
+            nursery.start_soon(_cancel_on, self.shutdown, admin_scope)
             self.runtime = SwitchRuntime(
                 config, store, system, journal, router, directory, service, bound.url
             )
@@ -179,13 +280,49 @@ class SwitchProcess:
                 {
                     "http": bound.url,
                     "docs": f"{bound.url}/docs",
+                    "admin_socket": str(config.admin_socket),
                     "database": database_url.rsplit("@", 1)[-1],
                     "stations": len(config.stations),
                     "channels": sorted(channel_configs),
                     "recovered_orders": recovered,
                 }
             )
-            await self.shutdown.wait()
+            await _first_of(self._stop_requested, self.shutdown)
+            if not self.shutdown.is_set():
+                # Callbacks and pumps keep working meanwhile: the HTTP server is still up.
+                asked = self._stop_asked_at or time.monotonic()
+                deadline = trio.current_time() + plan.wait_s - (time.monotonic() - asked)
+                self.drain_report = await wait_for_orders(
+                    directory, deadline=deadline, hurry=self._hurry
+                )
+                self.shutdown.set()  # the HTTP server stops accepting; the nursery then ends
+
+
+async def _run_until(
+    run: Callable[..., Awaitable[Any]],
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``nursery.start(run)`` inside ``scope``, so that another task can end it."""
+    with scope:
+        await run(task_status=task_status)
+
+
+async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def _first_of(*events: trio.Event) -> None:
+    async with trio.open_nursery() as nursery:
+        for event in events:
+
+            async def wait(event: trio.Event = event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(wait)
 
 
 def _free_port(host: str) -> int:

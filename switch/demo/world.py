@@ -25,6 +25,7 @@ from switch.config import (
     HttpSection,
     OrdersSection,
     RoutingSection,
+    ShutdownSection,
     StationEntry,
     SwitchConfig,
 )
@@ -128,6 +129,7 @@ def build_config(
             customer_pay_timeout_s=60.0, unknown_budget_s=20.0, passivate_after_s=30.0
         ),
         routing=RoutingSection(exploration_permille=50, seed=seed or 1),
+        shutdown=ShutdownSection(grace_s=10.0),  # within the demo's stop bound
         grades=(Grade("92", "92#", "gasoline"), Grade("95", "95#", "gasoline")),
         stations=stations,
         channels=tuple(channel_entry(p, providers[p.process]) for p in channel_plans()),

@@ -2,7 +2,7 @@
 
 from .actor import OrderActor
 from .deps import OrderDeps, OrderTimings, pump_address
-from .directory import OrderDirectory, orders_supervisor_spec
+from .directory import Activity, OrderDirectory, activity, orders_supervisor_spec
 from .messages import Cancel, PaymentUpdate, RequestRefund, Tick, Wake
 from .model import TERMINAL, Order, OrderData, OrderState, fold
 from .recovery import recover_orders
@@ -12,6 +12,7 @@ from .views import view_from_row
 
 __all__ = [
     "TERMINAL",
+    "Activity",
     "Cancel",
     "Order",
     "OrderActor",
@@ -26,6 +27,7 @@ __all__ = [
     "Sweeper",
     "Tick",
     "Wake",
+    "activity",
     "fold",
     "new_order_id",
     "orders_supervisor_spec",

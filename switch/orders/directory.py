@@ -4,11 +4,19 @@ Live orders are children of one dynamic supervisor (``orders``). An order that r
 terminal state stops and is forgotten; an idle one is passivated. Either way, the next message
 for it goes through here, which starts it again under the same address; its ``init`` recovers
 it from the journal, so a sender never needs to know whether the order was running.
+
+The directory also answers the drain's question, "what are the live orders doing?", from the
+supervisor's children in memory (no database scan): :func:`activity` sorts each order into
+moving (a step under way or due), fuelling, waiting for a person (or asleep), or done. The
+switch stops taking orders, waits for the moving and fuelling ones, and leaves the waiting ones
+parked: their journal says where they are, and recovery resumes them on the next start.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from collections import Counter
+from typing import Any, Final
 
 import trio
 
@@ -21,14 +29,47 @@ from actors import (
     ChildSpec,
     DynamicSupervisor,
     Restart,
+    Status,
+    Supervisor,
 )
 
 from .actor import OrderActor
 from .deps import OrderDeps
+from .model import TERMINAL, Order, OrderState
 
-__all__ = ["OrderDirectory", "orders_supervisor_spec"]
+__all__ = ["Activity", "OrderDirectory", "activity", "orders_supervisor_spec"]
 
 _ATTEMPTS = 10
+
+
+class Activity(enum.StrEnum):
+    """What a live order is doing, as a drain sees it."""
+
+    MOVING = "moving"  # a step is under way or due soon: worth waiting for
+    FUELLING = "fuelling"  # the pump is dispensing its sale: waited for within the grace
+    WAITING = "waiting"  # on a person (to pay, to lift the nozzle), or passivated: parked
+    DONE = "done"  # terminal with nothing left to send
+
+
+# Orders in these states wait for the customer, not for the switch.
+_WAITING_STATES: Final = frozenset({OrderState.HOLDING, OrderState.AUTHORIZED})
+
+
+def activity(order: Order | None) -> Activity:
+    """Pure: ``None`` is an actor still recovering its order (moving)."""
+    if order is None:
+        return Activity.MOVING
+    if order.state in TERMINAL:
+        return Activity.MOVING if any(not r.done for r in order.refunds) else Activity.DONE
+    if order.state is OrderState.FUELLING:
+        return Activity.FUELLING
+    if order.state not in _WAITING_STATES or order.cancel_requested or order.failure:
+        return Activity.MOVING  # a cancel or a failure has steps of its own to take
+    if order.state is OrderState.AUTHORIZED:
+        return Activity.WAITING
+    open_hold = next((h for h in order.holds if h.open), None)
+    # pending: the provider has the hold and the customer has not paid yet
+    return Activity.WAITING if open_hold and open_hold.outcome == "pending" else Activity.MOVING
 
 
 def orders_supervisor_spec(name: str = "orders", *, passivate_after: float = 30.0) -> ChildSpec:
@@ -40,10 +81,19 @@ def orders_supervisor_spec(name: str = "orders", *, passivate_after: float = 30.
 
 
 class OrderDirectory:
-    def __init__(self, system: ActorSystem, deps: OrderDeps) -> None:
+    def __init__(
+        self, system: ActorSystem, deps: OrderDeps, *, stop_grace_s: float | None = None
+    ) -> None:
         self.system = system
         self.deps = deps
         self.supervisor = deps.orders_supervisor
+        # How long a stopping order may take to finish the message it is handling before it
+        # is cancelled (a cut that recovery handles, like a crash at that point).
+        self.stop_grace_s = (
+            OrderActor.terminate_timeout
+            if stop_grace_s is None
+            else min(stop_grace_s, OrderActor.terminate_timeout)
+        )
         self.started = 0
 
     def address(self, order_id: str) -> str:
@@ -56,7 +106,7 @@ class OrderDirectory:
             lambda: OrderActor(order_id, deps),
             restart=Restart.TRANSIENT,
             backoff=Backoff(min_delay=0.5, max_delay=30.0),
-            shutdown=OrderActor.terminate_timeout,
+            shutdown=self.stop_grace_s,
         )
 
     async def ensure(self, order_id: str) -> None:
@@ -87,6 +137,31 @@ class OrderDirectory:
             except ActorNotFound:
                 await self.ensure(order_id)
         return await self.system.call(self.address(order_id), msg, timeout=timeout)
+
+    def activities(self) -> dict[str, Activity]:
+        """order id -> :class:`Activity` of every order the supervisor holds, read from the
+        actors in memory: cheap and synchronous (one pass over the live orders)."""
+        cell = self.system.registry.lookup(self.supervisor)
+        supervisor = None if cell is None else cell.actor
+        if not isinstance(supervisor, Supervisor):
+            return {}
+        out: dict[str, Activity] = {}
+        for name, child in supervisor.children.items():
+            if child.status is Status.PASSIVATED:
+                out[name] = Activity.WAITING  # idle long enough to be put to sleep
+                continue
+            actor = child.actor
+            out[name] = activity(getattr(actor, "order", None)) if actor else Activity.MOVING
+        return out
+
+    def in_flight(self) -> int:
+        """Live orders that are not finished (moving, fuelling or waiting)."""
+        return sum(1 for a in self.activities().values() if a is not Activity.DONE)
+
+    def census(self) -> dict[str, int]:
+        """How many live orders do what: ``{"moving": n, "fuelling": n, ...}``."""
+        counts = Counter(self.activities().values())
+        return {a.value: counts.get(a, 0) for a in Activity}
 
     def statistics(self) -> dict[str, int]:
         return {"started": self.started}

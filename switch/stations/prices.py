@@ -44,16 +44,18 @@ async def apply_price_set(
     effective_at: datetime | None,
     *,
     now: datetime | None = None,
+    actor: str | None = None,
 ) -> PriceSetView:
     """Apply ``items`` now (``effective_at`` None or not in the future) or stage them.
 
     BadRequest names the offending grade or price; NotFound for an unknown station.
+    ``actor`` is the audit log's who when it is not a staff member (an operator: ``uid:0``).
     """
     prices = _checked(items)
     now = now or datetime.now(UTC)
     if effective_at is not None and effective_at.tzinfo is None:
         raise BadRequest("effective_at must carry a time zone offset")
-    actor = staff_actor(staff_id)
+    actor = actor or staff_actor(staff_id)
     async with db.transaction() as tx:
         sold = await _lock_station(tx, station_id)
         known = {r["code"] for r in await tx.fetch("SELECT code FROM grades")}

@@ -118,7 +118,13 @@ async def pump_nozzles(db: Db, station_id: str, pump_no: int) -> Mapping[int, st
 
 
 async def set_pump_open(
-    db: Database, staff_id: str, station_id: str, pump_no: int, open: bool
+    db: Database,
+    staff_id: str,
+    station_id: str,
+    pump_no: int,
+    open: bool,
+    *,
+    actor: str | None = None,
 ) -> bool:
     """Open or close a pump for new orders (the row and an audit entry, in one transaction).
 
@@ -142,7 +148,8 @@ async def set_pump_open(
         )
         action = "pump.open" if open else "pump.close"
         target = f"{station_id}.p{pump_no:02d}"
-        await audit(tx, staff_actor(staff_id), action, target, {"open": open, "was_open": was_open})
+        who = actor or staff_actor(staff_id)
+        await audit(tx, who, action, target, {"open": open, "was_open": was_open})
     return was_open
 
 

@@ -56,14 +56,21 @@ async def record_alert(
 
 
 async def list_alerts(
-    db: Database, *, subject: str | None = None, kind: str | None = None
+    db: Database,
+    *,
+    subject: str | None = None,
+    kind: str | None = None,
+    newest: int | None = None,
 ) -> list[Alert]:
+    """Alerts oldest first; ``newest=N``: only the N latest (still oldest first)."""
     rows = await db.fetch(
-        "SELECT id, at, kind, severity, subject, details, acknowledged_at FROM alerts"
+        "SELECT * FROM (SELECT id, at, kind, severity, subject, details, acknowledged_at"
+        " FROM alerts"
         " WHERE ($1::text IS NULL OR subject = $1) AND ($2::text IS NULL OR kind = $2)"
-        " ORDER BY id",
+        " ORDER BY id DESC LIMIT $3) AS latest ORDER BY id",
         subject,
         kind,
+        newest,
     )
     return [
         Alert(

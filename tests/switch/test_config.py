@@ -401,3 +401,48 @@ def test_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     write(tmp_path, replaced("pumps = 4", "pumps = 0"))
     assert run(parser.parse_args(["config", "check", str(path)])) == 2
     assert "stations[0].pumps: must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_operations_sections(tmp_path: Path) -> None:
+    base = f'[auth]\nsecret = "{SECRET}"\n'
+    defaults = load(tmp_path, base)
+    assert defaults.admin_socket == tmp_path.resolve() / "var/admin.sock"
+    assert defaults.audit_log == tmp_path.resolve() / "var/audit.log"
+    assert defaults.admin.allowed_uids == ()
+    assert (defaults.logging.format, defaults.logging.level) == ("auto", "info")
+    assert defaults.shutdown.grace_s == 30.0
+    text = base + (
+        '[admin]\nsocket = "run/ops.sock"\nallowed_uids = [1000, 1001]\n'
+        'audit_log = "/var/log/fuelswitch-audit.log"\n'
+        '[logging]\nformat = "json"\nlevel = "warning"\n[shutdown]\ngrace_s = 12\n'
+    )
+    config = load(tmp_path, text)
+    assert config.admin_socket == tmp_path.resolve() / "run/ops.sock"
+    assert config.admin.allowed_uids == (1000, 1001)
+    assert config.audit_log == Path("/var/log/fuelswitch-audit.log")
+    assert (config.logging.format, config.logging.level) == ("json", "warning")
+    assert config.shutdown.grace_s == 12.0
+    env = {
+        "FUELSWITCH_ADMIN_SOCKET": "/tmp/fs.sock",
+        "FUELSWITCH_LOG_FORMAT": "console",
+        "FUELSWITCH_LOG_LEVEL": "DEBUG",
+    }
+    overridden = load(tmp_path, text, env)
+    assert overridden.admin_socket == Path("/tmp/fs.sock")
+    assert (overridden.logging.format, overridden.logging.level) == ("console", "debug")
+    assert load_config(write(tmp_path, dump_config(config)), {}) == config
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ('[admin]\nallowed_uids = ["root"]\n', "admin.allowed_uids: expected a list of uids"),
+        ('[logging]\nformat = "xml"\n', "logging.format: expected one of auto, json, console"),
+        ('[logging]\nlevel = "chatty"\n', "logging.level: expected one of debug"),
+        ("[shutdown]\ngrace_s = 0\n", "shutdown.grace_s: must be positive"),
+        ("[admin]\nport = 1\n", "admin.port"),
+    ],
+)
+def test_bad_operations_values(tmp_path: Path, section: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(tmp_path, f'[auth]\nsecret = "{SECRET}"\n' + section)

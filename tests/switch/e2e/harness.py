@@ -16,6 +16,7 @@ that came back on another port would never hear the callbacks of holds sent befo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -37,6 +38,7 @@ from switch.config import (
     HttpSection,
     OrdersSection,
     RoutingSection,
+    ShutdownSection,
     StationEntry,
     SwitchConfig,
     dump_config,
@@ -62,6 +64,8 @@ GRADES: Final = ("92", "95")
 PRICES: Final = {"92": 789_000, "95": 842_000}  # milli-fen per litre
 READY_TIMEOUT_S: Final = 90.0  # a bound for a start on a busy machine, never a measurement
 STOP_TIMEOUT_S: Final = 30.0
+# SIGTERM drains within this grace: well inside STOP_TIMEOUT_S, so stop() never needs SIGKILL.
+GRACE_S: Final = 10.0
 PAYERS: Final = {
     "wechatpay": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
     "alipay": "2088000000000001",
@@ -87,6 +91,7 @@ def build_config(
     http_port: int,
     gateway_port: int,
     providers: Mapping[str, Mapping[str, Any]],
+    grace_s: float = GRACE_S,
 ) -> SwitchConfig:
     """One station on the pump simulator's gateway; the four channels of :data:`CHANNELS`.
     No exploration: a test must know which channel an order goes to."""
@@ -119,6 +124,7 @@ def build_config(
         grades=(Grade("92", "92#", "gasoline"), Grade("95", "95#", "gasoline")),
         stations=(station,),
         channels=tuple(channel_entry(p, providers[p.process]) for p in CHANNELS),
+        shutdown=ShutdownSection(grace_s=grace_s),
     )
 
 
@@ -181,6 +187,11 @@ class SwitchProc:
             return None
         self._close()
         return status
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` and return at once (:meth:`wait_exit` gets the status)."""
+        assert self.proc is not None, "the switch is not running"
+        self.proc.send_signal(signum)
 
     def kill(self) -> None:
         """SIGKILL: nothing gets written on the way out."""
@@ -274,6 +285,12 @@ class World:
             "FUELSWITCH_HOME": str(self.dir / "home"),
         }
         self.switch = SwitchProc(config_path, env, self.dir / "switch.log")
+
+    def set_grace(self, grace_s: float) -> None:
+        """Rewrite switch.toml with this ``[shutdown] grace_s``, for the next start."""
+        assert self.config is not None and self.switch is not None
+        self.config = dataclasses.replace(self.config, shutdown=ShutdownSection(grace_s=grace_s))
+        self.switch.config_path.write_text(dump_config(self.config), encoding="utf-8")
 
     @property
     def secret(self) -> bytes:
