@@ -282,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("status", help="list migrations: applied, pending, changed")
     db.set_defaults(func=_db)
     _add_sim(commands)
+    from loadtest.load_cli import add_parser as add_loadtest
     from ops.cli import add_parser as add_ops
     from switch.api.token_cli import add_parser as add_token
     from switch.config_cli import add_parser as add_config
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token(commands)
     add_config(commands)
     add_ops(commands)
+    add_loadtest(commands)
     return parser
 
 

@@ -1,0 +1,238 @@
+"""The customers of a load test: open-loop arrivals, each one its own task.
+
+An arrival starts at its scheduled time whatever happened before; sale time is measured from
+that scheduled time to the moment the switch finished the sale (the order's ``updated_at``
+when it is first seen terminal), so a slow switch, or a slow load generator, shows in the
+figures instead of pushing later arrivals back. To keep the load generator's own traffic low,
+a customer does not poll eagerly: prepay creates the order and lifts the nozzle at once (the
+pump calls, and fuels as soon as the switch authorizes it: the providers pay by themselves),
+then reads the order first near the expected end of the sale and then every ``POLL_S``;
+post-pay fuels at a stand-alone pump, reads the pump list once the fill should be over, pays
+the sale and follows the order the same way.
+
+Requests that fail in transport (the switch killed mid-run) are retried under the same
+Idempotency-Key until ``RETRY_FOR_S``; what still fails is an error of its kind.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import httpx
+import trio
+
+from switch.api.auth import TokenSigner
+from switch.demo.procs import DemoError
+from switch.demo.sims import PumpControl
+
+from .schedule import Arrival, Flow, PumpPool
+from .stats import CREATE, LAG, Recorder
+
+__all__ = ["Driver", "DriverState", "open_loop"]
+
+POLL_S: Final = 1.0
+RETRY_FOR_S: Final = 30.0  # a restart after SIGKILL fits well within this
+SALE_TIMEOUT_S: Final = 180.0
+FLOW_ML_S: Final = 600  # the simulator's mean flow rate (model mL per second)
+
+
+class RequestFailed(Exception):
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+@dataclass(slots=True)
+class DriverState:
+    """What the live display shows."""
+
+    in_flight: int = 0
+    retries: int = 0
+    order_ids: list[str] = field(default_factory=list)
+
+
+class Driver:
+    def __init__(
+        self,
+        api_url: str,
+        http: httpx.AsyncClient,
+        secret: bytes,
+        pumps: Sequence[PumpControl],
+        pool: PumpPool,
+        recorder: Recorder,
+        *,
+        speed: float,
+        wall_t0: float,
+    ) -> None:
+        self.api_url = api_url
+        self.http = http
+        self.signer = TokenSigner(secret)
+        self.pumps = list(pumps)
+        self.pool = pool
+        self.recorder = recorder
+        self.speed = speed
+        self.wall_t0 = wall_t0  # time.time() at the run's second 0
+        self.trio_t0 = 0.0
+        self.state = DriverState()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def now_s(self) -> float:
+        return trio.current_time() - self.trio_t0
+
+    async def _request(
+        self, token: str, method: str, path: str, body: Any = None, *, key: bool = False
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {token}"}
+        if key:
+            headers["Idempotency-Key"] = secrets.token_hex(16)
+        deadline = trio.current_time() + RETRY_FOR_S
+        while True:
+            try:
+                reply = await self.http.request(
+                    method, self.api_url + path, json=body, headers=headers, timeout=30.0
+                )
+            except httpx.TransportError:
+                if trio.current_time() > deadline:
+                    raise RequestFailed("transport") from None
+                self.state.retries += 1
+                await trio.sleep(0.2)
+                continue
+            if reply.status_code == 503 and trio.current_time() < deadline:
+                self.state.retries += 1  # starting up, or shedding load: the same key again
+                await trio.sleep(0.2)
+                continue
+            if reply.status_code >= 400:
+                raise RequestFailed(f"http_{reply.status_code}_{_problem(reply)}")
+            return reply.json()
+
+    async def _pump(self, index: int, cmd: str, **args: Any) -> None:
+        try:
+            await self.pumps[index % len(self.pumps)].call(cmd, **args)
+        except (DemoError, OSError, trio.TooSlowError) as exc:
+            raise RequestFailed("pump_control") from exc
+
+    def _ended_at_s(self, view: dict[str, Any]) -> float:
+        stamp = datetime.fromisoformat(str(view["updated_at"]).replace("Z", "+00:00"))
+        return stamp.timestamp() - self.wall_t0
+
+    # -- one customer ----------------------------------------------------------------------
+
+    async def arrive(self, arrival: Arrival) -> None:
+        """Play ``arrival``; never raises (failures are counted by kind)."""
+        self.recorder.arrived += 1
+        self.recorder.latency(LAG, max(0.0, self.now_s() - arrival.at_s))
+        pump = self.pool.take(arrival.flow)
+        if pump is None:
+            self.recorder.error("no_free_pump", arrival.at_s)
+            return
+        self.state.in_flight += 1
+        try:
+            token = self.signer.issue(
+                f"load-{arrival.index}", "customer", ttl_s=3600, now=time.time()
+            )
+            with trio.fail_after(SALE_TIMEOUT_S):
+                if arrival.flow is Flow.PREPAY:
+                    view = await self._prepay(arrival, pump, token)
+                else:
+                    view = await self._postpay(arrival, pump, token)
+            self._finished(arrival, view)
+        except RequestFailed as failed:
+            self.recorder.error(failed.kind, self.now_s())
+        except trio.TooSlowError:
+            self.recorder.error("sale_timeout", self.now_s())
+        finally:
+            self.state.in_flight -= 1
+            self.pool.give(arrival.flow, pump)
+
+    def _finished(self, arrival: Arrival, view: dict[str, Any]) -> None:
+        state = str(view["state"])
+        self.recorder.outcomes[f"{arrival.flow.value}:{state}"] += 1
+        if state != "completed":
+            self.recorder.error(f"order_{state}", self.now_s())
+            return
+        ended = self._ended_at_s(view)
+        self.recorder.sale_completed(ended, ended - arrival.at_s, int(view.get("volume_ml") or 0))
+
+    def _fill_s(self, arrival: Arrival) -> float:
+        return arrival.litres_ml / FLOW_ML_S / self.speed
+
+    async def _send(self, arrival: Arrival, token: str, path: str, body: Any) -> dict[str, Any]:
+        sent = self.now_s()
+        view: dict[str, Any] = await self._request(token, "POST", path, body, key=True)
+        self.recorder.latency(CREATE, self.now_s() - sent, sent)
+        self.state.order_ids.append(str(view["id"]))
+        return view
+
+    async def _prepay(self, a: Arrival, pump: tuple[str, int], token: str) -> dict[str, Any]:
+        sid, pump_no = pump
+        body = {
+            "station_id": sid,
+            "pump_no": pump_no,
+            "preset_kind": "amount",
+            "preset_value": a.preset_fen,
+            "method": a.method,
+            "payer_id": a.payer_id,
+            "nozzle_no": a.nozzle_no,
+        }
+        view = await self._send(a, token, "/v1/orders", body)
+        where = {"station": sid, "pump": pump_no, "nozzle": a.nozzle_no}
+        await self._pump(a.index, "customer", **where, hang_up_after_ml=a.litres_ml)
+        return await self._follow(token, str(view["id"]), 1.0 + self._fill_s(a))
+
+    async def _postpay(self, a: Arrival, pump: tuple[str, int], token: str) -> dict[str, Any]:
+        sid, pump_no = pump
+        where = {"station": sid, "pump": pump_no, "nozzle": a.nozzle_no}
+        await self._pump(a.index, "customer", **where, hang_up_after_ml=a.litres_ml)
+        await trio.sleep(0.5 + self._fill_s(a))
+        seq = await self._payable(token, sid, pump_no)
+        body = {"method": a.method, "payer_id": a.payer_id, "pump_sale_seq": seq}
+        view = await self._send(a, token, f"/v1/stations/{sid}/pumps/{pump_no}/pay", body)
+        return await self._follow(token, str(view["id"]), 0.5)
+
+    async def _payable(self, token: str, sid: str, pump_no: int) -> int:
+        """The newest unlocked sale waiting at the pump (a pump serves one customer at a
+        time, so it is this customer's)."""
+        while True:
+            page = await self._request(token, "GET", f"/v1/stations/{sid}/pumps")
+            for item in page["items"]:
+                if item["pump_no"] == pump_no:
+                    sales = [s for s in item["payable"] if not s.get("locked_by")]
+                    if sales:
+                        return int(max(s["pump_sale_seq"] for s in sales))
+            await trio.sleep(POLL_S)
+
+    async def _follow(self, token: str, order_id: str, first_s: float) -> dict[str, Any]:
+        await trio.sleep(first_s)
+        while True:
+            view: dict[str, Any] = await self._request(token, "GET", f"/v1/orders/{order_id}")
+            if view["terminal"]:
+                return view
+            await trio.sleep(POLL_S)
+
+
+async def open_loop(
+    nursery: trio.Nursery,
+    arrivals: Sequence[Arrival],
+    t0: float,
+    play: Callable[[Arrival], Awaitable[None]],
+) -> None:
+    """Start ``play(arrival)`` at ``t0 + arrival.at_s`` (trio clock), each as its own task
+    in ``nursery``: nothing here waits for an earlier arrival to finish."""
+    for arrival in arrivals:
+        await trio.sleep_until(t0 + arrival.at_s)
+        nursery.start_soon(play, arrival)
+
+
+def _problem(reply: httpx.Response) -> str:
+    try:
+        body = reply.json()
+    except ValueError:
+        return "unknown"
+    kind = str(body.get("type", "")).rsplit("/", 1)[-1] if isinstance(body, dict) else ""
+    return kind or "unknown"
