@@ -67,6 +67,9 @@ __all__ = ["SwitchProcess", "SwitchRuntime"]
 
 log = structlog.get_logger("switch")
 
+START_BASE_S = 30.0
+START_PER_PUMP_S = 0.25  # a pump's recovery at start: a few database and Modbus round trips
+
 
 @dataclass(frozen=True, slots=True)
 class SwitchRuntime:
@@ -187,7 +190,10 @@ class SwitchProcess:
                     stations, strategy=Strategy.ONE_FOR_ONE, intensity=50, period=60.0
                 ),
                 shutdown=math.inf,
-            )
+            ),
+            # Every pump recovers in its init (journal, status, totals), one after another:
+            # the bound grows with the chain instead of cutting a large start-up short.
+            timeout=START_BASE_S + START_PER_PUMP_S * sum(s.pumps for s in config.stations),
         )
         channel_configs = {entry.config.name: entry.config for entry in config.channels}
         live = LiveChannels()
