@@ -68,7 +68,9 @@ class OrderActor(PumpSteps):
         created_at = events[0].recorded_at
         # The projection row follows the journal; a crash between them is repaired here.
         await insert_order(self.deps.db, {**order.data.to_json(), "created_at": created_at})
-        await update_order(self.deps.db, self.order_id, self._projection())
+        projection = self._projection()
+        await update_order(self.deps.db, self.order_id, projection)
+        self._projected = projection
         self._schedule(0.0)
 
     async def handle_info(self, msg: Any) -> None:

@@ -23,7 +23,7 @@ from devices.pump_messages import LockSale, PayableSale, PumpBusy, UnlockSale
 from switch.api.views import order_view_to_json
 from switch.store.alerts import record_alert
 from switch.store.journal import Event
-from switch.store.orders import order_row, update_order
+from switch.store.orders import order_row, update_order, update_order_row
 
 from .deps import OrderDeps, pump_address
 from .messages import Tick
@@ -52,6 +52,7 @@ class OrderBase(Actor):
         self.steps_run = 0
         self.queries: dict[str, int] = {}  # attempt key -> provider queries so far
         self.last_query: dict[str, float] = {}  # attempt key -> trio time of the last one
+        self._projected: dict[str, Any] | None = None  # what the order's row holds now
 
     def _schedule(self, delay: float) -> None:
         """Wake after ``delay`` seconds; an earlier wake already set wins."""
@@ -83,9 +84,31 @@ class OrderBase(Actor):
         crash_point(f"order.after_{kind}")
         before = self.order.state
         self.order = apply_event(self.order, head, kind, payload)
-        await update_order(self.deps.db, self.order_id, self._projection())
-        if self.order.state is not before or kind in _SHOWN:
-            await self.publish()
+        await self.project(show=self.order.state is not before or kind in _SHOWN)
+
+    async def project(self, *, show: bool = False) -> None:
+        """Bring the order's row up to the journal, and publish the view when ``show``.
+
+        The row is written only when the projection changed since this actor last wrote it
+        (many steps journal an event the row does not show), and a published change is
+        written and read back in one round trip. Only the actor writes these columns (the
+        money is the attempts' business), so what it wrote last is what the row holds; a
+        crash between the journal and the row is repaired by ``init``, which always writes.
+        """
+        changes = self._projection()
+        updates = self.deps.updates
+        if changes == self._projected:
+            if show:
+                await self.publish()
+            return
+        if show and updates is not None:
+            row = await update_order_row(self.deps.db, self.order_id, changes)
+            self._projected = changes
+            if row is not None:
+                await updates.publish(self.order_id, order_view_to_json(view_from_row(row)))
+            return
+        await update_order(self.deps.db, self.order_id, changes)
+        self._projected = changes
 
     async def publish(self) -> None:
         if self.deps.updates is None:

@@ -47,6 +47,7 @@ from switch.stations.queries import (
     station,
     stations_near,
 )
+from switch.store.bridge import Transaction
 from switch.store.errors import UniqueViolation
 from switch.store.journal import Event
 from switch.store.orders import order_row
@@ -65,6 +66,46 @@ MAX_PRESET_FEN = 500_000  # 5,000 yuan: more than any tank, less than a typo
 MAX_PRESET_ML = 500_000
 _FREE_STATES = frozenset({"IDLE", "CALLING"})
 _METHODS = frozenset({"wechatpay", "alipay", "unionpay"})
+
+
+async def _insert_live_order(tx: Transaction, data: OrderData, now: datetime) -> None:
+    """The order's row, under its pump's row lock: one live prepay order per pump."""
+    await tx.execute(
+        "SELECT 1 FROM pumps WHERE station_id = $1 AND pump_no = $2 FOR UPDATE",
+        data.station_id,
+        data.pump_no,
+    )
+    if data.flow == "prepay":
+        live = await tx.fetchval(
+            "SELECT id FROM orders WHERE station_id = $1 AND pump_no = $2"
+            " AND NOT terminal AND flow = 'prepay'",
+            data.station_id,
+            data.pump_no,
+        )
+        if live is not None:
+            raise Conflict(
+                f"pump {data.pump_no} already has a live order ({live})",
+                code="pump-busy",
+            )
+    await tx.execute(
+        "INSERT INTO orders (id, customer_id, station_id, pump_no, flow, preset_kind,"
+        " preset_value, state, method, payer_id, nozzle_no, coupon, pump_sale_seq,"
+        " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'created', $8,"
+        " $9, $10, $11, $12, $13, $13)",
+        data.id,
+        data.customer_id,
+        data.station_id,
+        data.pump_no,
+        data.flow,
+        data.preset_kind,
+        data.preset_value,
+        data.method,
+        data.payer_id,
+        data.nozzle_no,
+        data.coupon,
+        data.pump_sale_seq,
+        now,
+    )
 
 
 def new_order_id() -> str:
@@ -282,43 +323,7 @@ class OrderService:
         db = self.deps.db
         now = self.deps.clock()
         try:
-            async with db.transaction() as tx:
-                await tx.execute(
-                    "SELECT 1 FROM pumps WHERE station_id = $1 AND pump_no = $2 FOR UPDATE",
-                    data.station_id,
-                    data.pump_no,
-                )
-                if data.flow == "prepay":
-                    live = await tx.fetchval(
-                        "SELECT id FROM orders WHERE station_id = $1 AND pump_no = $2"
-                        " AND NOT terminal AND flow = 'prepay'",
-                        data.station_id,
-                        data.pump_no,
-                    )
-                    if live is not None:
-                        raise Conflict(
-                            f"pump {data.pump_no} already has a live order ({live})",
-                            code="pump-busy",
-                        )
-                await tx.execute(
-                    "INSERT INTO orders (id, customer_id, station_id, pump_no, flow, preset_kind,"
-                    " preset_value, state, method, payer_id, nozzle_no, coupon, pump_sale_seq,"
-                    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'created', $8,"
-                    " $9, $10, $11, $12, $13, $13)",
-                    data.id,
-                    data.customer_id,
-                    data.station_id,
-                    data.pump_no,
-                    data.flow,
-                    data.preset_kind,
-                    data.preset_value,
-                    data.method,
-                    data.payer_id,
-                    data.nozzle_no,
-                    data.coupon,
-                    data.pump_sale_seq,
-                    now,
-                )
+            await db.atomic(_insert_live_order, data, now)
         except UniqueViolation as exc:
             raise Conflict(
                 f"sale {data.pump_sale_seq} at pump {data.pump_no} is already being paid",

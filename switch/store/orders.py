@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .attempts import MoneyConflict, OrderMoney, apply_money, result_allowed
-from .bridge import Database, Row
+from .bridge import Database, Row, Transaction
 from .errors import QueryError
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "settle_attempt",
     "stuck_attempts",
     "update_order",
+    "update_order_row",
 ]
 
 _MONEY_OPERATIONS = frozenset({"hold", "capture", "release", "refund"})
@@ -117,8 +118,8 @@ _PROJECTED = frozenset(
 _JSON_COLUMNS = frozenset({"routing", "client_data"})
 
 
-async def update_order(db: Database, order_id: str, changes: Mapping[str, Any]) -> None:
-    """Write the projection's columns (never the money: only attempt results move money)."""
+def _update_sql(changes: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """The UPDATE of the projection's ``changes`` (``$1`` is the order id) and its values."""
     unknown = set(changes) - _PROJECTED
     if unknown:
         raise ValueError(f"not projected columns: {sorted(unknown)}")
@@ -130,18 +131,36 @@ async def update_order(db: Database, order_id: str, changes: Mapping[str, Any]) 
     values = [
         orjson.dumps(changes[n]).decode() if n in _JSON_COLUMNS else changes[n] for n in names
     ]
-    await db.execute(
-        f"UPDATE orders SET {sets}, updated_at = now() WHERE id = $1", order_id, *values
-    )
+    return f"UPDATE orders SET {sets}, updated_at = now() WHERE id = $1", values
+
+
+async def update_order(db: Database, order_id: str, changes: Mapping[str, Any]) -> None:
+    """Write the projection's columns (never the money: only attempt results move money)."""
+    sql, values = _update_sql(changes)
+    await db.execute(sql, order_id, *values)
+
+
+_ROW_SELECT = (
+    "o.*, a.state AS payment_state, a.provider AS payment_provider FROM {orders} o"
+    " LEFT JOIN payment_attempts a ON a.idempotency_key = o.payment_key"
+)
 
 
 async def order_row(db: Database, order_id: str) -> Row | None:
     """The projection, with the state and provider of the attempt it shows."""
     return await db.fetchrow(
-        "SELECT o.*, a.state AS payment_state, a.provider AS payment_provider FROM orders o"
-        " LEFT JOIN payment_attempts a"
-        " ON a.idempotency_key = o.payment_key WHERE o.id = $1",
+        "SELECT " + _ROW_SELECT.format(orders="orders") + " WHERE o.id = $1", order_id
+    )
+
+
+async def update_order_row(db: Database, order_id: str, changes: Mapping[str, Any]) -> Row | None:
+    """:func:`update_order`, answering :func:`order_row` after it: one round trip instead of
+    two for a step whose change is published (the order actor's every state change)."""
+    sql, values = _update_sql(changes)
+    return await db.fetchrow(
+        f"WITH u AS ({sql} RETURNING *) SELECT " + _ROW_SELECT.format(orders="u"),
         order_id,
+        *values,
     )
 
 
@@ -200,77 +219,87 @@ async def settle_attempt(
     """Record a provider's answer for the attempt ``key``, forward only; an attempt reaching
     ``approved`` moves the order's money by its amount (or ``amount_fen`` when the provider
     confirmed another, e.g. a capture of less than asked) in the same transaction."""
-    async with db.transaction() as tx:
-        found = await tx.fetchrow(
-            "SELECT order_id FROM payment_attempts WHERE idempotency_key = $1", key
+    return await db.atomic(_settle, key, state, amount_fen, provider_ref, reason)
+
+
+async def _settle(
+    tx: Transaction,
+    key: str,
+    state: str,
+    amount_fen: int | None,
+    provider_ref: str | None,
+    reason: str | None,
+) -> SettleResult:
+    found = await tx.fetchrow(
+        "SELECT order_id FROM payment_attempts WHERE idempotency_key = $1", key
+    )
+    if found is None:
+        raise QueryError(f"no payment attempt with key {key!r}")
+    order = await tx.fetchrow(
+        "SELECT held_fen, captured_fen, released_fen, refunded_fen FROM orders"
+        " WHERE id = $1 FOR UPDATE",
+        found["order_id"],
+    )
+    row = await tx.fetchrow(
+        "SELECT * FROM payment_attempts WHERE idempotency_key = $1 FOR UPDATE", key
+    )
+    assert order is not None and row is not None
+    current = _attempt(row)
+    if not result_allowed(current.state, state):
+        return SettleResult(current, changed=False)
+    amount = current.amount_fen if amount_fen is None else amount_fen
+    if state == "approved" and current.operation in _MONEY_OPERATIONS:
+        money = OrderMoney(
+            order["held_fen"],
+            order["captured_fen"],
+            order["released_fen"],
+            order["refunded_fen"],
         )
-        if found is None:
-            raise QueryError(f"no payment attempt with key {key!r}")
-        order = await tx.fetchrow(
-            "SELECT held_fen, captured_fen, released_fen, refunded_fen FROM orders"
-            " WHERE id = $1 FOR UPDATE",
-            found["order_id"],
-        )
-        row = await tx.fetchrow(
-            "SELECT * FROM payment_attempts WHERE idempotency_key = $1 FOR UPDATE", key
-        )
-        assert order is not None and row is not None
-        current = _attempt(row)
-        if not result_allowed(current.state, state):
-            return SettleResult(current, changed=False)
-        amount = current.amount_fen if amount_fen is None else amount_fen
-        if state == "approved" and current.operation in _MONEY_OPERATIONS:
-            money = OrderMoney(
-                order["held_fen"],
-                order["captured_fen"],
-                order["released_fen"],
-                order["refunded_fen"],
-            )
-            moved = amount
-            if current.operation == "release":
-                # An implied release (Alipay's unfreeze after a completing capture) may have
-                # been recorded from its callback first: only what is still held goes back.
-                left = money.held_fen - money.captured_fen - money.released_fen
-                moved = min(amount, max(0, left))
-            try:
-                new = apply_money(money, current.operation, moved)
-            except MoneyConflict as exc:
-                raise QueryError(str(exc)) from exc
-            await tx.execute(
-                "UPDATE orders SET held_fen = $2, captured_fen = $3, released_fen = $4,"
-                " refunded_fen = $5, updated_at = now() WHERE id = $1",
-                current.order_id,
-                new.held_fen,
-                new.captured_fen,
-                new.released_fen,
-                new.refunded_fen,
-            )
+        moved = amount
+        if current.operation == "release":
+            # An implied release (Alipay's unfreeze after a completing capture) may have
+            # been recorded from its callback first: only what is still held goes back.
+            left = money.held_fen - money.captured_fen - money.released_fen
+            moved = min(amount, max(0, left))
+        try:
+            new = apply_money(money, current.operation, moved)
+        except MoneyConflict as exc:
+            raise QueryError(str(exc)) from exc
         await tx.execute(
-            "UPDATE payment_attempts SET state = $2, provider_ref = coalesce($3, provider_ref),"
-            " reason = coalesce($4, reason), amount_fen = $5, resolved_at = CASE WHEN $2 IN"
-            " ('approved', 'declined', 'failed', 'reversed') THEN now() ELSE resolved_at END"
-            " WHERE id = $1",
-            current.id,
-            state,
-            provider_ref,
-            reason,
-            amount,
-        )
-        updated = AttemptRow(
-            current.id,
+            "UPDATE orders SET held_fen = $2, captured_fen = $3, released_fen = $4,"
+            " refunded_fen = $5, updated_at = now() WHERE id = $1",
             current.order_id,
-            current.attempt_no,
-            current.channel,
-            current.provider,
-            current.operation,
-            current.key,
-            amount,
-            state,
-            provider_ref or current.provider_ref,
-            reason or current.reason,
-            current.requested_at,
+            new.held_fen,
+            new.captured_fen,
+            new.released_fen,
+            new.refunded_fen,
         )
-        return SettleResult(updated, changed=True)
+    await tx.execute(
+        "UPDATE payment_attempts SET state = $2, provider_ref = coalesce($3, provider_ref),"
+        " reason = coalesce($4, reason), amount_fen = $5, resolved_at = CASE WHEN $2 IN"
+        " ('approved', 'declined', 'failed', 'reversed') THEN now() ELSE resolved_at END"
+        " WHERE id = $1",
+        current.id,
+        state,
+        provider_ref,
+        reason,
+        amount,
+    )
+    updated = AttemptRow(
+        current.id,
+        current.order_id,
+        current.attempt_no,
+        current.channel,
+        current.provider,
+        current.operation,
+        current.key,
+        amount,
+        state,
+        provider_ref or current.provider_ref,
+        reason or current.reason,
+        current.requested_at,
+    )
+    return SettleResult(updated, changed=True)
 
 
 async def stuck_attempts(db: Database, older_than: datetime, limit: int = 100) -> list[AttemptRow]:

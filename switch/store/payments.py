@@ -151,8 +151,7 @@ async def record_callback(
     if remote is not None:
         stored_headers = {**stored_headers, ":remote": remote}
     try:
-        async with db.transaction() as tx:
-            return await _record(tx, event, body, stored_headers)
+        return await db.atomic(_record, event, body, stored_headers)
     except CallbackRejected as rejected:
         if rejected.alert:
             try:
@@ -496,28 +495,37 @@ async def advance_attempt(
     """Record a provider's *response* for an attempt, forward only (``RESULT_TRANSITIONS``):
     when a callback already moved the attempt on (it beat the response, case 15), the older
     news is dropped and the attempt keeps its state."""
-    async with db.transaction() as tx:
-        found = await tx.fetchrow(
-            "SELECT order_id FROM payment_attempts WHERE idempotency_key = $1", idempotency_key
-        )
-        if found is None:
-            raise QueryError(f"no payment attempt with key {idempotency_key!r}")
-        await tx.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", found["order_id"])
-        row = await tx.fetchrow(
-            "SELECT id, state FROM payment_attempts WHERE idempotency_key = $1 FOR UPDATE",
-            idempotency_key,
-        )
-        if row is None:
-            raise QueryError(f"payment attempt {idempotency_key!r} vanished")
-        if not result_allowed(row["state"], state):
-            return AttemptResult(row["id"], row["state"], changed=False)
-        await tx.execute(
-            "UPDATE payment_attempts SET state = $2, provider_ref = coalesce($3, provider_ref),"
-            " reason = coalesce($4, reason), resolved_at = CASE WHEN $2 IN ('approved',"
-            " 'declined', 'failed', 'reversed') THEN now() ELSE resolved_at END WHERE id = $1",
-            row["id"],
-            state,
-            provider_ref,
-            reason,
-        )
-        return AttemptResult(row["id"], state, changed=True)
+    return await db.atomic(_advance, idempotency_key, state, provider_ref, reason)
+
+
+async def _advance(
+    tx: Transaction,
+    idempotency_key: str,
+    state: str,
+    provider_ref: str | None,
+    reason: str | None,
+) -> AttemptResult:
+    found = await tx.fetchrow(
+        "SELECT order_id FROM payment_attempts WHERE idempotency_key = $1", idempotency_key
+    )
+    if found is None:
+        raise QueryError(f"no payment attempt with key {idempotency_key!r}")
+    await tx.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", found["order_id"])
+    row = await tx.fetchrow(
+        "SELECT id, state FROM payment_attempts WHERE idempotency_key = $1 FOR UPDATE",
+        idempotency_key,
+    )
+    if row is None:
+        raise QueryError(f"payment attempt {idempotency_key!r} vanished")
+    if not result_allowed(row["state"], state):
+        return AttemptResult(row["id"], row["state"], changed=False)
+    await tx.execute(
+        "UPDATE payment_attempts SET state = $2, provider_ref = coalesce($3, provider_ref),"
+        " reason = coalesce($4, reason), resolved_at = CASE WHEN $2 IN ('approved',"
+        " 'declined', 'failed', 'reversed') THEN now() ELSE resolved_at END WHERE id = $1",
+        row["id"],
+        state,
+        provider_ref,
+        reason,
+    )
+    return AttemptResult(row["id"], state, changed=True)
