@@ -29,9 +29,10 @@ import httpx
 import trio
 
 from switch.config import LoggingSection, SwitchConfig, dump_config, load_config
-from switch.demo.procs import ChildProcess, DemoError
+from switch.demo.procs import READY_TIMEOUT_S, ChildProcess, DemoError
 from switch.demo.sims import ProviderControl, PumpControl
 from switch.demo.world import build_config, station_id
+from switch.server import START_PER_PUMP_S
 from switch.store import admin, migrate, open_database
 
 __all__ = ["LoadWorld", "WorldSpec", "attach", "create_database", "pin", "start_world"]
@@ -125,7 +126,8 @@ class LoadWorld:
 
     async def restart_switch(self) -> dict[str, Any]:
         assert self.switch is not None
-        ready = await self.switch.start()
+        assert self.config is not None
+        ready = await self.switch.start(switch_ready_s(sum(s.pumps for s in self.config.stations)))
         pin(self.switch.process.pid if self.switch.process else 0, self.switch_cpus)
         return ready
 
@@ -136,10 +138,23 @@ class LoadWorld:
             await child.stop()
 
 
-async def _child(world: LoadWorld, spec: WorldSpec, name: str, *args: str, **env: str) -> Any:
+def switch_ready_s(pumps: int) -> float:
+    """How long a switch may take to be ready: every pump recovers at start, one after
+    another (the switch bounds its own start the same way)."""
+    return READY_TIMEOUT_S + START_PER_PUMP_S * pumps
+
+
+async def _child(
+    world: LoadWorld,
+    spec: WorldSpec,
+    name: str,
+    *args: str,
+    ready_s: float = READY_TIMEOUT_S,
+    **env: str,
+) -> Any:
     child = ChildProcess(name, args, spec.run_dir, {"FUELSWITCH_HOME": str(spec.home), **env})
     world.children.append(child)
-    ready = await child.start()
+    ready = await child.start(ready_s)
     assert child.process is not None
     return child, ready
 
@@ -196,8 +211,11 @@ async def start_world(
         providers=providers,
         seed=spec.seed,
     ).with_http(port=free_port())
+    # Ten requests in flight per gateway connection: the simulator answers them in parallel,
+    # and 5,000 pumps polled one request at a time cost the switch far more CPU when idle.
+    stations = tuple(dataclasses.replace(s, max_in_flight=10) for s in config.stations)
     world.config = config = dataclasses.replace(
-        config, logging=LoggingSection(level=spec.log_level)
+        config, logging=LoggingSection(level=spec.log_level), stations=stations
     )
     config_path = spec.run_dir / "switch.toml"
     config_path.write_text(dump_config(config), encoding="utf-8")
@@ -206,6 +224,7 @@ async def start_world(
         spec,
         "switch",
         *("serve", "--config", str(config_path)),
+        ready_s=switch_ready_s(spec.stations * spec.pumps),
         FUELSWITCH_DATABASE_URL=database_url,
         FUELSWITCH_REDIS_URL=redis_url,
     )
