@@ -40,6 +40,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from actors import ActorError
 from channels.model import HttpReply, Provider
 from ops.metrics import CONTENT_TYPE, METRICS, Metrics
 from switch.health import Readiness
@@ -225,6 +226,19 @@ def create_app(
             str(exc.detail),
             instance=request.url.path,
             headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    @app.exception_handler(ActorError)
+    async def overloaded(request: Request, exc: ActorError) -> Response:
+        # An actor that did not answer in time (or whose mailbox is full) is a switch too
+        # busy to take the request now: the client may try again; nothing was half done
+        # that the journal and recovery do not already cover.
+        log.warning("http.actor_unavailable", path=request.url.path, error=type(exc).__name__)
+        return problem(
+            503,
+            "the switch is too busy to answer now; try again shortly",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(RequestValidationError)

@@ -11,6 +11,7 @@ import orjson
 import trio
 from fastapi import FastAPI
 
+from actors import CallTimeout
 from channels.model import CallbackEvent, Provider
 from switch.http import PROBLEM_JSON, BodyLimits, create_app
 from switch.store import Store
@@ -46,6 +47,10 @@ def extend(app: FastAPI) -> None:
     @app.get("/test/crash")
     async def crash() -> dict[str, str]:
         raise RuntimeError("secret internals: password=hunter2")
+
+    @app.get("/test/busy")
+    async def busy() -> dict[str, str]:
+        raise CallTimeout("journal", 10.0)
 
 
 async def new_order(store: Store, channel: str, provider: Provider = WECHAT) -> str:
@@ -283,3 +288,15 @@ def test_the_read_deadline_fits_wechats_budget() -> None:
     paths = {getattr(route, "path", "") for route in app.routes}
     assert {"/healthz", "/metrics"} <= paths
     assert "/callbacks/wechatpay" not in paths  # no processor, no callback routes
+
+
+async def test_an_actor_that_does_not_answer_is_a_503_not_a_crash(store: Store) -> None:
+    app = create_app()
+    extend(app)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://switch"
+    ) as client:
+        reply = await client.get("/test/busy")
+    document = assert_problem(reply, 503)
+    assert reply.headers["retry-after"] == "1"
+    assert "journal" not in str(document["detail"])
