@@ -20,8 +20,6 @@ import structlog
 
 from actors import ActorError
 from channels.actor_messages import Disable, Enable
-from devices.pump_messages import Close as PumpClose
-from devices.pump_messages import Open as PumpOpen
 from devices.pump_messages import Stop
 from ops.admin import AdminError, Caller
 from ops.logs import set_level
@@ -29,8 +27,6 @@ from switch.config import LOG_LEVELS
 from switch.orders import pump_address
 from switch.service import PriceItem, ServiceError
 from switch.stations.audit import audit
-from switch.stations.prices import apply_price_set
-from switch.stations.queries import set_pump_open
 
 from .context import AdminContext, operator
 
@@ -58,18 +54,17 @@ async def _pump_call(ctx: AdminContext, station: str, pump: int, msg: Any) -> An
 async def _pump_open(
     ctx: AdminContext, args: Mapping[str, Any], caller: Caller, open: bool
 ) -> dict[str, Any]:
+    """The staff API's path: the pump row (and its audit entry), then the pump actor."""
     station, pump = args["station"], args["pump"]
     try:
-        was_open = await set_pump_open(ctx.db, "", station, pump, open, actor=operator(caller.uid))
+        view = await ctx.service.set_pump_open("", station, pump, open, actor=operator(caller.uid))
     except ServiceError as exc:
         raise _refused(exc) from None
-    admin = await _pump_call(ctx, station, pump, PumpOpen() if open else PumpClose())
     return {
         "address": pump_address(station, pump),
         "done": True,
-        "open": open,
-        "was_open": was_open,
-        "admin": getattr(admin, "value", admin),
+        "open": view.open,
+        "state": view.state,
     }
 
 
@@ -114,13 +109,11 @@ async def prices_set(ctx: AdminContext, args: Mapping[str, Any], caller: Caller)
         except ValueError:
             raise AdminError("bad_args", f"at: not an ISO 8601 time: {args['at']!r}") from None
     try:
-        view = await apply_price_set(
-            ctx.db, "", args["station"], items, at, actor=operator(caller.uid)
+        view = await ctx.service.set_prices(
+            "", args["station"], items, at, actor=operator(caller.uid)
         )
     except ServiceError as exc:
         raise _refused(exc) from None
-    if view.status == "applied":
-        await ctx.service.push_prices(args["station"])
     return {
         "station": view.station_id,
         "price_set_id": view.id,

@@ -380,8 +380,14 @@ class OrderService:
         station_id: str,
         items: Sequence[PriceItem],
         effective_at: datetime | None,
+        *,
+        actor: str | None = None,
     ) -> PriceSetView:
-        view = await apply_price_set(self.deps.db, staff_id, station_id, items, effective_at)
+        """Apply or stage a price set; applied prices go to the pumps at once. ``actor`` is
+        the audit log's who when it is not a staff member (an operator on the admin socket)."""
+        view = await apply_price_set(
+            self.deps.db, staff_id, station_id, items, effective_at, actor=actor
+        )
         if view.status == "applied":
             await self.push_prices(station_id)
         return view
@@ -398,9 +404,9 @@ class OrderService:
                 log.warning("prices.push_failed", station=station_id, pump=pump_no, error=str(exc))
 
     async def set_pump_open(
-        self, staff_id: str, station_id: str, pump_no: int, open: bool
+        self, staff_id: str, station_id: str, pump_no: int, open: bool, *, actor: str | None = None
     ) -> PumpView:
-        await set_pump_open(self.deps.db, staff_id, station_id, pump_no, open)
+        await set_pump_open(self.deps.db, staff_id, station_id, pump_no, open, actor=actor)
         try:
             await self.system.call(
                 pump_address(station_id, pump_no), PumpOpen() if open else PumpClose(), timeout=10.0
