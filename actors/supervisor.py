@@ -8,6 +8,15 @@ and a child that fails to start fails the supervisor's own start after the child
 already started are stopped again. A supervisor is therefore only reported started
 once its whole subtree is.
 
+Independent children whose ``init`` mostly waits (a database, a device) may start
+``start_concurrency`` at a time instead, after the first ``start_alone`` (those the
+others need, e.g. a gateway before its pumps) started one after another. They are still
+taken in declared order (so ``children`` keeps that order for ``rest_for_one`` groups and
+ordered shutdown), every one's ``init`` still completes before the supervisor reports
+started, and the first failure stops taking new ones, waits for those already starting,
+then fails the start as above. Restarts are not affected: a restart group starts one
+child after another, as the strategy's tables say.
+
 A child that exits on its own sends ``ChildExited`` on the supervisor's system lane,
 which is taken before ordinary calls. The supervisor then decides, from the pure
 tables in :mod:`actors.policy`: remove the child (temporary, or transient that exited
@@ -93,9 +102,17 @@ class Supervisor(Actor):
         strategy: Strategy = Strategy.ONE_FOR_ONE,
         intensity: int = 1,
         period: float = 5.0,
+        start_concurrency: int = 1,
+        start_alone: int = 0,
     ) -> None:
+        if start_concurrency < 1:
+            raise ValueError("start_concurrency must be at least 1")
+        if start_alone < 0:
+            raise ValueError("start_alone must not be negative")
         self.strategy = strategy
         self.window = RestartWindow(intensity, period)
+        self.start_concurrency = start_concurrency
+        self.start_alone = start_alone
         self.specs = tuple(children)
         names = [spec.name for spec in self.specs]
         if len(set(names)) != len(names):
@@ -106,12 +123,41 @@ class Supervisor(Actor):
     # -- start ---------------------------------------------------------------------
 
     async def init(self) -> None:
+        alone = self.start_alone if self.start_concurrency > 1 else len(self.specs)
         try:
-            for spec in self.specs:
+            for spec in self.specs[:alone]:
                 await self._start_new(spec)
+            if self.specs[alone:]:
+                await self._start_concurrently(self.specs[alone:])
         except Exception:
             await self._stop_all()
             raise
+
+    async def _start_concurrently(self, specs: Sequence[ChildSpec]) -> None:
+        """Start ``specs`` with up to ``start_concurrency`` inits in flight.
+
+        Each starter takes the next spec from one shared iterator, and ``_add`` runs before
+        the first await: children are registered, and kept in ``children``, in declared
+        order whatever order their inits finish in.
+        """
+        queue = iter(specs)
+        failures: list[Exception] = []
+
+        async def starter() -> None:
+            for spec in queue:
+                if failures:
+                    return
+                try:
+                    await self._start_new(spec)
+                except Exception as exc:  # the first failure is raised once the others settle
+                    failures.append(exc)
+                    return
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(min(self.start_concurrency, len(specs))):
+                nursery.start_soon(starter)
+        if failures:
+            raise failures[0]
 
     async def _start_new(self, spec: ChildSpec) -> ActorCell:
         cell = self._add(spec)
