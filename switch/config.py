@@ -11,7 +11,9 @@ relative to the working directory, as ``Settings.from_env`` has them.
 Environment overrides (a set, non-empty variable wins over the file): ``FUELSWITCH_HOME``,
 ``FUELSWITCH_DATABASE_URL``, ``FUELSWITCH_REDIS_URL``, ``FUELSWITCH_HTTP_HOST``,
 ``FUELSWITCH_HTTP_PORT``, ``FUELSWITCH_PUBLIC_URL``, ``FUELSWITCH_AUTH_SECRET``,
-``FUELSWITCH_ADMIN_SOCKET``, ``FUELSWITCH_LOG_FORMAT``, ``FUELSWITCH_LOG_LEVEL``.
+``FUELSWITCH_ADMIN_SOCKET``, ``FUELSWITCH_LOG_FORMAT``, ``FUELSWITCH_LOG_LEVEL``,
+``FUELSWITCH_ORDERS_MAX_OPEN``, ``FUELSWITCH_ORDERS_MAX_CREATING``,
+``FUELSWITCH_ORDERS_MAX_LAG_MS``.
 
 :class:`Settings` (environment only) stays for the commands that need no config file
 (``fuelswitch db``, the simulators, the test fixtures).
@@ -103,6 +105,14 @@ class OrdersSection:
     unknown_budget_s: float = 30.0  # query/close/reroute must fit in this at the pump
     sale_deadline_s: float = 1800.0  # authorized but never completed: release, alert
     passivate_after_s: float = 30.0
+    # Admission control (switch.api.admission): new orders are refused with 503 overloaded
+    # while this many orders are live, this many creates are under way, or while the event
+    # loop runs this late (smoothed);
+    # 0 disables a bound. A prepay order per pump plus post-pay ones: well above a busy
+    # chain's live orders, low enough that a flood cannot pile up orders the switch cannot move.
+    max_open: int = 2000
+    max_creating: int = 64  # creates admitted and not answered yet
+    max_lag_ms: int = 500
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ def parse_config(text: str, base_dir: Path, env: Mapping[str, str], source: str)
     redis_url = _url(root, "redis")
     http = _http(root.table("http", {}), env)
     auth = _auth(root.table("auth", {}), env)
-    orders = _orders(root.table("orders", {}))
+    orders = _orders(root.table("orders", {}), env)
     routing = _routing(root.table("routing", {}))
     grades = _grades(root.tables("grades"))
     codes = {g.code for g in grades}
@@ -135,16 +135,31 @@ def _auth(table: Table, env: Mapping[str, str]) -> AuthSection:
     return AuthSection(secret=secret.encode(), token_ttl_s=ttl)
 
 
-def _orders(table: Table) -> OrdersSection:
+_ORDER_BOUNDS = {
+    "max_open": "FUELSWITCH_ORDERS_MAX_OPEN",
+    "max_creating": "FUELSWITCH_ORDERS_MAX_CREATING",
+    "max_lag_ms": "FUELSWITCH_ORDERS_MAX_LAG_MS",
+}
+
+
+def _orders(table: Table, env: Mapping[str, str]) -> OrdersSection:
     defaults = OrdersSection()
-    orders = OrdersSection(
-        **{
-            name: table.seconds(name, getattr(defaults, name))
-            for name in OrdersSection.__dataclass_fields__
-        }
-    )
+    values: dict[str, Any] = {
+        name: table.seconds(name, getattr(defaults, name))
+        for name in OrdersSection.__dataclass_fields__
+        if name not in _ORDER_BOUNDS
+    }
+    for name, variable in _ORDER_BOUNDS.items():
+        values[name] = table.integer(name, getattr(defaults, name), minimum=0)
+        if env.get(variable):
+            text = env[variable]
+            if not (text.isascii() and text.isdigit()):
+                raise ConfigError(
+                    f"{variable}: expected an integer >= 0 (0: no bound), got {text!r}"
+                )
+            values[name] = int(text)
     table.done()
-    return orders
+    return OrdersSection(**values)
 
 
 def _routing(table: Table) -> RoutingSection:

@@ -23,7 +23,7 @@ import math
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -31,25 +31,26 @@ from typing import Any
 import structlog
 import trio
 
-from actors import ActorSystem, ChildSpec, Strategy, Supervisor, open_system
+from actors import ActorNotFound, ActorSystem, ChildSpec, Strategy, Supervisor, open_system
 from channels.supervision import start_channels
 from devices.station import station_spec
 from ops.admin import AdminServer, AuditLog
 from ops.metrics import METRICS
 from switch.admin import AdminContext, reapply_channel_switches, switch_commands
-from switch.api import TokenSigner, mount_api
-from switch.config import SwitchConfig
+from switch.api import Admission, AdmissionLimits, LagMeter, TokenSigner, mount_api
+from switch.config import StationEntry, SwitchConfig
 from switch.health import ReadinessProbe
 from switch.http import create_app, serve_http
 from switch.payments.callbacks import AppliedCallback, CallbackProcessor, routing_keys
 from switch.payments.live_channels import LiveChannels
 from switch.pricing import PromotionBook
 from switch.routing import ChannelPolicy, Router, RoutingParams
+from switch.stations import current_prices
 from switch.stations.prices import apply_due_price_sets
 from switch.stations.reference import seed_reference
-from switch.store import Store, migrate, open_store, server_urls
+from switch.store import Database, Store, migrate, open_store, server_urls
 from switch.store.bus import OrderUpdates
-from switch.store.journal import Journal, journal_writer_spec
+from switch.store.journal import Journal, PreloadingJournal, journal_writer_spec
 
 from .drain import DrainReport, StopPlan, wait_for_orders
 from .orders import (
@@ -69,6 +70,12 @@ log = structlog.get_logger("switch")
 
 START_BASE_S = 30.0
 START_PER_PUMP_S = 0.25  # a pump's recovery at start: a few database and Modbus round trips
+# Stations starting at once: their pumps' recoveries mostly wait on the database and the
+# gateways, so they overlap; the bound keeps the pool and the gateways from a stampede.
+START_CONCURRENCY = 16
+# Stations whose prices are pushed at once: a station's push goes pump by pump, each a few
+# round trips (database, two journal commits that group-commit with the other stations').
+START_PUSH_CONCURRENCY = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +194,16 @@ class SwitchProcess:
             ChildSpec(
                 "stations",
                 lambda: Supervisor(
-                    stations, strategy=Strategy.ONE_FOR_ONE, intensity=50, period=60.0
+                    stations,
+                    strategy=Strategy.ONE_FOR_ONE,
+                    intensity=50,
+                    period=60.0,
+                    start_concurrency=START_CONCURRENCY,
                 ),
                 shutdown=math.inf,
             ),
-            # Every pump recovers in its init (journal, status, totals), one after another:
-            # the bound grows with the chain instead of cutting a large start-up short.
+            # Every pump recovers in its init (journal, status, totals): the bound grows
+            # with the chain instead of cutting a large start-up short.
             timeout=START_BASE_S + START_PER_PUMP_S * sum(s.pumps for s in config.stations),
         )
         channel_configs = {entry.config.name: entry.config for entry in config.channels}
@@ -215,9 +226,12 @@ class SwitchProcess:
             sale_deadline_s=config.orders.sale_deadline_s,
         )
         updates = OrderUpdates(store.redis)
+        # The orders left open by the last run: their actors, started by recover_orders,
+        # read their journals in one query (every later load is the journal's own).
+        open_orders = await journal.open_streams("order")
         deps = OrderDeps(
             db=store.db,
-            journal=journal,
+            journal=PreloadingJournal(journal, [head.stream_id for head in open_orders]),
             updates=updates,
             router=router,
             channels=channel_configs,
@@ -237,9 +251,8 @@ class SwitchProcess:
                 await service.push_prices(applied.station_id)
 
         await system.start_child(ChildSpec("sweeper", lambda: Sweeper(directory, also=prices_due)))
-        for station in config.stations:
-            await service.push_prices(station.id)
-        recovered = await recover_orders(store.db, journal, directory)
+        await _push_prices(service, system, store.db, config.stations)
+        recovered = await recover_orders(store.db, journal, directory, heads=open_orders)
 
         processor = CallbackProcessor(
             store,
@@ -260,8 +273,26 @@ class SwitchProcess:
         )
         app = create_app(callbacks=processor, readiness=readiness)
         signer = TokenSigner(config.auth.secret)
-        mount_api(app, service=service, signer=signer, db=store.db, updates=updates)
+        meter = LagMeter()
+        limits = AdmissionLimits(
+            max_open=config.orders.max_open,
+            max_creating=config.orders.max_creating,
+            max_lag_s=config.orders.max_lag_ms / 1000,
+        )
+        admission = Admission(limits, directory.open_orders, meter)
+        mount_api(
+            app,
+            service=service,
+            signer=signer,
+            db=store.db,
+            updates=updates,
+            admission=admission,
+        )
         async with trio.open_nursery() as nursery:
+            # The lag meter goes with the HTTP server: both end when the nursery does.
+            lag_scope = trio.CancelScope()
+            await nursery.start(_run_until, meter.run, lag_scope)
+            nursery.start_soon(_cancel_on, self.shutdown, lag_scope)
             bound = await nursery.start(
                 partial(serve_http, app, config.http.host, config.http.port, shutdown=self.shutdown)
             )
@@ -302,6 +333,51 @@ class SwitchProcess:
                     directory, deadline=deadline, hurry=self._hurry
                 )
                 self.shutdown.set()  # the HTTP server stops accepting; the nursery then ends
+
+
+async def _push_prices(
+    service: OrderService, system: ActorSystem, db: Database, stations: Sequence[StationEntry]
+) -> None:
+    """The set in force to every station whose pumps do not all show it already,
+    ``START_PUSH_CONCURRENCY`` stations at a time.
+
+    A push is a few round trips per pump (database, two journal commits, two gateway
+    requests); after a restart nearly every pump read the set in force from its own
+    registers in its ``init`` a moment ago, and pushing it again would change nothing. A
+    pump whose registers were not read (it did not answer), that has a change pending or
+    shows another set gets its station's push, as before.
+    """
+    limiter = trio.CapacityLimiter(START_PUSH_CONCURRENCY)
+    skipped = 0
+
+    async def push(station: StationEntry) -> None:
+        nonlocal skipped
+        async with limiter:
+            if await _prices_shown(system, db, station):
+                skipped += 1
+                return
+            await service.push_prices(station.id)
+
+    async with trio.open_nursery() as nursery:
+        for station in stations:
+            nursery.start_soon(push, station)
+    log.info("prices.pushed", stations=len(stations) - skipped, already_shown=skipped)
+
+
+async def _prices_shown(system: ActorSystem, db: Database, station: StationEntry) -> bool:
+    in_force = {set_id for set_id, _ in (await current_prices(db, station.id)).values()}
+    if len(in_force) != 1:
+        return not in_force  # no set in force: a push sends nothing either
+    (set_id,) = in_force
+    for unit in station.station_config().units:
+        try:
+            state = system.snapshot(f"stations/{station.id}/p{unit:02d}").state
+        except ActorNotFound:
+            return False
+        shown = state.get("state") not in (None, "OFFLINE") and state.get("pending_prices") is None
+        if not shown or state.get("price_set_id") != set_id:
+            return False
+    return True
 
 
 async def _run_until(

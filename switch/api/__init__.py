@@ -4,6 +4,7 @@
 them is any :class:`switch.service.SwitchService`.
 """
 
+from .admission import Admission, AdmissionLimits, LagMeter, Overload, Shed, decide
 from .auth import MIN_SECRET_BYTES, InvalidToken, Principal, Role, TokenSigner
 from .deps import Api
 from .events import KEEPALIVE, OrderEventStream, sse_event
@@ -31,16 +32,22 @@ __all__ = [
     "KEEPALIVE",
     "MIN_SECRET_BYTES",
     "REPLAYED_HEADER",
+    "Admission",
+    "AdmissionLimits",
     "Api",
     "ApiProblem",
     "IdempotencyStore",
     "InvalidToken",
+    "LagMeter",
     "OrderEventStream",
+    "Overload",
     "Principal",
     "Problem",
     "Role",
+    "Shed",
     "StoredResponse",
     "TokenSigner",
+    "decide",
     "degrees_to_e6",
     "e6_to_degrees",
     "mount_api",

@@ -8,7 +8,7 @@ stores they use are chosen by ``mount_api`` at start-up.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, cast
 
 import orjson
@@ -19,13 +19,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from switch.service import SwitchService
 from switch.store import OrderUpdates
 
+from .admission import Admission
 from .auth import InvalidToken, Principal, Role, TokenSigner
 from .events import StreamCounters
-from .idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN, IdempotencyStore
+from .idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN, IdempotencyStore, check_key
 from .problems import ApiProblem
 
 __all__ = [
     "IDEMPOTENCY_PARAMETER",
+    "Admitted",
     "Api",
     "ApiDep",
     "Authenticated",
@@ -48,6 +50,7 @@ class Api:
         clock: Callable[[], float] = time.time,
         keepalive_s: float = 15.0,
         poll_s: float = 2.0,
+        admission: Admission | None = None,
     ) -> None:
         self.service = service
         self.signer = signer
@@ -57,9 +60,11 @@ class Api:
         self.keepalive_s = keepalive_s
         self.poll_s = poll_s
         self.streams = StreamCounters()
+        self.admission = admission
 
     def statistics(self) -> dict[str, Any]:
         return {
+            "admission": None if self.admission is None else self.admission.statistics(),
             "tokens": self.signer.statistics(),
             "idempotency": self.idempotency.statistics(),
             "order_streams": self.streams.statistics(),
@@ -123,6 +128,44 @@ async def _station_staff(
 
 
 StationStaff = Annotated[Principal, Depends(_station_staff)]
+
+
+async def _admitted(api: ApiDep, customer: Customer, request: Request) -> AsyncIterator[None]:
+    """Refuse a new order at once when the switch is over its bounds (see
+    :mod:`switch.api.admission`): before the body and the Idempotency-Key are looked at, so a
+    shed request costs little and leaves nothing behind. An admitted one is counted as in
+    progress until its route is done.
+
+    A retry of a request the switch has already taken (its Idempotency-Key is known) is never
+    shed: its order may exist, and the customer must get its answer from the key's store, not
+    be told that nothing was created."""
+    admission = api.admission
+    if admission is None:
+        yield
+        return
+    shed = admission.evaluate()
+    if shed is None:
+        admission.admit()
+        try:
+            yield
+        finally:
+            admission.done()
+        return
+    key = check_key(request.headers.get(IDEMPOTENCY_HEADER))  # a bad key is the client's to fix
+    if await api.idempotency.known(customer.key, key):
+        yield
+        return
+    admission.refuse(shed)
+    raise ApiProblem(
+        503,
+        "overloaded",
+        shed.detail,
+        headers={"Retry-After": str(shed.retry_after_s)},
+        reason=shed.reason.value,
+    )
+
+
+Admitted = Annotated[None, Depends(_admitted)]
 
 
 def json_response(

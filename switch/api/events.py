@@ -6,8 +6,11 @@ sends ``event: order`` with that view, then every update, and ends after a termi
 
 Redis updates are hints (``switch.store.bus``): when Redis cannot subscribe, or the
 subscription breaks mid-stream, the stream falls back to re-reading the order from the switch
-every ``poll_s`` and sends what changed. A ``: keepalive`` comment every ``keepalive_s`` keeps
-proxies and the mini-program's socket from timing an idle stream out.
+every ``poll_s`` and sends what changed. While subscribed it still re-reads the order once
+``poll_s`` after the first view and at every keepalive: publishers skip orders nobody watches,
+and a publisher in another process learns of a new subscription a moment late. A
+``: keepalive`` comment every ``keepalive_s`` keeps proxies and the mini-program's socket from
+timing an idle stream out.
 
 This is a raw ASGI response rather than a Starlette ``StreamingResponse`` because it needs a
 nursery of its own (the Redis reader, the client-disconnect watcher), and a nursery cannot be
@@ -100,6 +103,7 @@ class OrderEventStream(Response):
         self._keepalive_s = keepalive_s
         self._poll_s = poll_s
         self._gone = False  # the client disconnected: send nothing more
+        self._last = first  # the last view sent (or queued) to the client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         counters = self._counters
@@ -162,25 +166,43 @@ class OrderEventStream(Response):
                     return
 
     async def _follow(self, updates: trio.MemorySendChannel[dict[str, Any]]) -> None:
-        """Redis updates while the subscription lasts, then polling the switch."""
+        """Redis updates while the subscription lasts (with a re-read now and then), then
+        polling the switch."""
         async with updates:
-            last = self._first
+            self._last = self._first
             if self._subscription is not None:
                 try:
-                    async for update in self._subscription:
-                        last = update
-                        await updates.send(update)
-                except StoreUnavailable as exc:
-                    log.warning("api.order_events_redis_lost", error=str(exc))
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._catch_up, updates)
+                        async for update in self._subscription:
+                            self._last = update
+                            await updates.send(update)
+                        nursery.cancel_scope.cancel()
+                except* StoreUnavailable as group:
+                    log.warning("api.order_events_redis_lost", error=str(group.exceptions[0]))
                 else:
                     return  # closed: the stream is ending
             self._counters.counts["polling"] += 1
-            while True:
-                await trio.sleep(self._poll_s)
-                try:
-                    current = await self._reread()
-                except ServiceError:  # the order is no longer visible: nothing more to say
-                    return
-                if current != last:
-                    last = current
-                    await updates.send(current)
+            await self._poll(updates, self._poll_s, self._poll_s)
+
+    async def _catch_up(self, updates: trio.MemorySendChannel[dict[str, Any]]) -> None:
+        """Publishers skip orders nobody watches, and one in another process learns of this
+        subscription within ``OrderUpdates``' refresh: re-read the order once ``poll_s`` after
+        the first view (an update in that window is then sent late, never lost), and at every
+        keepalive after that, in case Redis dropped an update (they are hints)."""
+        await self._poll(updates, self._poll_s, self._keepalive_s)
+
+    async def _poll(
+        self, updates: trio.MemorySendChannel[dict[str, Any]], first_s: float, every_s: float
+    ) -> None:
+        delay = first_s
+        while True:
+            await trio.sleep(delay)
+            delay = every_s
+            try:
+                current = await self._reread()
+            except ServiceError:  # the order is no longer visible: nothing more to say
+                return
+            if current != self._last:
+                self._last = current
+                await updates.send(current)

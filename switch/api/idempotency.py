@@ -187,6 +187,11 @@ class IdempotencyStore:
             "retry shortly with the same key",
         )
 
+    async def known(self, principal: str, key: str) -> bool:
+        """Whether ``key`` was already claimed by ``principal`` (answered or in progress):
+        a retry of a request the switch has taken, which admission control must not shed."""
+        return await self._db.fetchrow(_EXISTING, principal, key) is not None
+
     async def finish(self, principal: str, key: str, answer: StoredResponse) -> None:
         await self._db.execute(_FINISH, principal, key, answer.status, answer.encode())
         self._counts["stored"] += 1

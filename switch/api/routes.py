@@ -16,12 +16,16 @@ import structlog
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 
+from ops.metrics import METRICS, Metrics
 from switch.service import SwitchService
 from switch.store import Database, OrderSubscription, OrderUpdates, StoreUnavailable
 
+from .admission import Admission
+from .admission_metrics import publish_admission
 from .auth import TokenSigner
 from .deps import (
     IDEMPOTENCY_PARAMETER,
+    Admitted,
     Api,
     ApiDep,
     Authenticated,
@@ -124,7 +128,7 @@ async def pumps(api: ApiDep, _: Authenticated, station_id: StationId) -> Respons
     summary="Create a prepay order: hold the preset, then authorize the pump",
 )
 async def create_order(
-    api: ApiDep, customer: Customer, body: CreateOrderBody, request: Request
+    _: Admitted, api: ApiDep, customer: Customer, body: CreateOrderBody, request: Request
 ) -> Response:
     async def operation(_key: str) -> Response:
         view = await api.service.create_order(customer.subject, body.to_request())
@@ -143,6 +147,7 @@ async def create_order(
     summary="Post-pay: pay for the completed sale waiting at the pump",
 )
 async def pay_pump_sale(
+    _: Admitted,
     api: ApiDep,
     customer: Customer,
     station_id: StationId,
@@ -308,9 +313,13 @@ def mount_api(
     keepalive_s: float = 15.0,
     poll_s: float = 2.0,
     idempotency_ttl_s: float = 24 * 3600,
+    admission: Admission | None = None,
+    metrics: Metrics | None = None,
 ) -> Api:
     """Add the ``/v1`` routes to ``app`` (made by ``switch.http.create_app``); the returned
-    :class:`Api` has the counters (``statistics()``) for the process's snapshot."""
+    :class:`Api` has the counters (``statistics()``) for the process's snapshot.
+    ``admission`` gates new orders (None: every one is admitted); its figures go to
+    ``metrics`` (default: the process's)."""
     api = Api(
         service=service,
         signer=signer,
@@ -319,7 +328,10 @@ def mount_api(
         clock=clock,
         keepalive_s=keepalive_s,
         poll_s=poll_s,
+        admission=admission,
     )
+    if admission is not None:
+        publish_admission(METRICS if metrics is None else metrics, admission)
     app.state.fuelswitch_api = api
     install_problem_handlers(app)
     app.include_router(router)

@@ -87,7 +87,8 @@ class OrderBase(Actor):
         await self.project(show=self.order.state is not before or kind in _SHOWN)
 
     async def project(self, *, show: bool = False) -> None:
-        """Bring the order's row up to the journal, and publish the view when ``show``.
+        """Bring the order's row up to the journal, and publish the view when ``show`` and
+        someone watches the order (``OrderUpdates.watched``).
 
         The row is written only when the projection changed since this actor last wrote it
         (many steps journal an event the row does not show), and a published change is
@@ -97,6 +98,9 @@ class OrderBase(Actor):
         """
         changes = self._projection()
         updates = self.deps.updates
+        if show and updates is not None and not await updates.watched(self.order_id):
+            updates.skipped()  # nobody follows this order: no view to build, nothing to send
+            show = False
         if changes == self._projected:
             if show:
                 await self.publish()

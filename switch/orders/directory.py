@@ -154,6 +154,13 @@ class OrderDirectory:
             out[name] = activity(getattr(actor, "order", None)) if actor else Activity.MOVING
         return out
 
+    def open_orders(self) -> int:
+        """Live order actors (running or passivated), in O(1): the admission bound's count.
+        A terminal order stops right after its last step, so it drops out at once."""
+        cell = self.system.registry.lookup(self.supervisor)
+        supervisor = None if cell is None else cell.actor
+        return supervisor.child_count() if isinstance(supervisor, Supervisor) else 0
+
     def in_flight(self) -> int:
         """Live orders that are not finished (moving, fuelling or waiting)."""
         return sum(1 for a in self.activities().values() if a is not Activity.DONE)

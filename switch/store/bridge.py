@@ -324,6 +324,14 @@ class Redis:
         receivers: int = await self._aio.run(self._client.publish, self.key(channel), data)
         return receivers
 
+    async def channels(self, prefix: str) -> frozenset[str]:
+        """The pub/sub channels starting with ``prefix`` that have a subscriber now, on any
+        connection (``PUBSUB CHANNELS``), named without this client's namespace."""
+        full = self.key(prefix)
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in full) + "*"
+        names: list[bytes] = await self._aio.run(self._client.pubsub_channels, pattern)
+        return frozenset(n.decode().removeprefix(self.prefix) for n in names)
+
     async def subscribe(self, *channels: str) -> Subscription:
         """Subscribe and wait for the server's confirmation of every channel (redis-py
         returns as soon as SUBSCRIBE is written, and a PUBLISH could still beat it)."""

@@ -8,13 +8,16 @@ hints that a reader re-checks against PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 import orjson
 import structlog
+import trio
 
 from .bridge import Redis, Subscription
 from .cache import DEFAULT_TIMEOUT_S, RedisGuard
@@ -101,19 +104,64 @@ class OrderUpdates:
     Updates are hints: the order's state is in PostgreSQL, so a publish that Redis did
     not take is counted and reported as 0 receivers, never raised. Subscribe first, then
     read the order's state: ``subscribe`` returns only once the subscription is live.
+
+    Most orders are never watched (the mini-program follows an order only while it is on
+    screen), so :meth:`watched` tells a publisher whether anyone listens before it builds and
+    sends the view. Subscriptions made through this object are counted here, exactly and at
+    once (before Redis confirms them: a publisher that decides after that publishes); those of
+    other processes are seen through ``PUBSUB CHANNELS``, read at most every ``refresh_s``.
+    A reader elsewhere may thus miss an update published in the first ``refresh_s`` after it
+    subscribed, which is why an event stream re-reads the order once shortly after it started
+    (:mod:`switch.api.events`). When Redis cannot tell, every order counts as watched.
     """
 
-    def __init__(self, redis: Redis, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, redis: Redis, *, timeout_s: float = DEFAULT_TIMEOUT_S, refresh_s: float = 0.1
+    ) -> None:
         self._redis = redis
         self._guard = RedisGuard("orders", timeout_s)
-        self._counts = dict.fromkeys(["published", "unpublished"], 0)
+        self._counts = dict.fromkeys(["published", "unpublished", "unwatched"], 0)
+        self._local: Counter[str] = Counter()  # order id -> live subscriptions made here
+        self._remote: frozenset[str] = frozenset()  # channels with a subscriber anywhere
+        self._refreshed_at = -math.inf
+        self._refresh_s = refresh_s
+        self._refreshing: trio.Event | None = None
+        self._remote_known = False  # the last refresh worked
 
     @staticmethod
     def channel(order_id: str) -> str:
         return f"orders:{order_id}"
 
     def statistics(self) -> dict[str, int]:
-        return {**self._counts, "redis_errors": self._guard.errors}
+        return {
+            **self._counts,
+            "watched_here": len(self._local),
+            "redis_errors": self._guard.errors,
+        }
+
+    async def watched(self, order_id: str) -> bool:
+        """Whether a subscriber may be waiting for this order's updates."""
+        if self._local[order_id] > 0:
+            return True
+        if trio.current_time() - self._refreshed_at >= self._refresh_s:
+            await self._refresh()
+        return not self._remote_known or self.channel(order_id) in self._remote
+
+    async def _refresh(self) -> None:
+        if self._refreshing is not None:  # one refresh at a time; the others wait for it
+            await self._refreshing.wait()
+            return
+        self._refreshing = done = trio.Event()
+        started = trio.current_time()
+        try:
+            self._remote = await self._guard(self._redis.channels, "orders:")
+            self._remote_known = True
+        except StoreError:
+            self._remote_known = False
+        finally:
+            self._refreshed_at = started
+            self._refreshing = None
+            done.set()
 
     async def publish(self, order_id: str, update: Mapping[str, Any]) -> int:
         """How many subscribers (in any process) received the update; 0 if Redis failed."""
@@ -126,11 +174,27 @@ class OrderUpdates:
         self._counts["published"] += 1
         return receivers
 
+    def skipped(self) -> None:
+        """A publisher skipped an update nobody watched (counted for the statistics)."""
+        self._counts["unwatched"] += 1
+
     async def subscribe(self, order_id: str) -> OrderSubscription:
         """Raises StoreUnavailable when Redis cannot subscribe (poll PostgreSQL then)."""
         channel = self.channel(order_id)
-        subscription = await self._guard(self._redis.subscribe, channel)
-        return OrderSubscription(subscription, channel)
+        self._local[order_id] += 1  # before Redis has it: see the class docstring
+        subscribed = False
+        try:
+            subscription = await self._guard(self._redis.subscribe, channel)
+            subscribed = True
+        finally:
+            if not subscribed:  # refused, or cancelled: nobody will close it
+                self._forget(order_id)
+        return OrderSubscription(subscription, channel, lambda: self._forget(order_id))
+
+    def _forget(self, order_id: str) -> None:
+        self._local[order_id] -= 1
+        if self._local[order_id] <= 0:
+            del self._local[order_id]
 
 
 class OrderSubscription:
@@ -140,10 +204,16 @@ class OrderSubscription:
     re-read the order, then subscribe again).
     """
 
-    def __init__(self, subscription: Subscription, channel: str) -> None:
+    def __init__(
+        self,
+        subscription: Subscription,
+        channel: str,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._subscription = subscription
         self._channel = channel
         self._closed = False
+        self._on_close = on_close
 
     async def __aenter__(self) -> Self:
         return self
@@ -173,4 +243,6 @@ class OrderSubscription:
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._on_close is not None:
+                self._on_close()
             await self._subscription.aclose()

@@ -494,7 +494,13 @@ async def test_order_updates_reach_a_subscriber_in_another_process(
     assert received == [{"state": "authorized", "held_fen": 30_000}, {"state": "fueling"}]
     with pytest.raises(StopAsyncIteration):
         await anext(subscription)  # closed on leaving the block
-    assert publisher.statistics() == {"published": 3, "unpublished": 0, "redis_errors": 0}
+    assert publisher.statistics() == {
+        "published": 3,
+        "unpublished": 0,
+        "unwatched": 0,
+        "watched_here": 0,
+        "redis_errors": 0,
+    }
 
 
 async def test_order_subscription_skips_unreadable_messages(store: Store) -> None:
@@ -511,4 +517,38 @@ async def test_order_updates_without_redis(redisless: Store) -> None:
     assert await updates.publish("O1", {"state": "paid"}) == 0
     with pytest.raises(StoreUnavailable):
         await updates.subscribe("O1")
-    assert updates.statistics() == {"published": 0, "unpublished": 1, "redis_errors": 2}
+    assert updates.statistics() == {
+        "published": 0,
+        "unpublished": 1,
+        "unwatched": 0,
+        "watched_here": 0,
+        "redis_errors": 2,
+    }
+    # Redis cannot tell who listens: every order counts as watched.
+    assert await updates.watched("O1") is True
+
+
+async def test_watched_counts_subscriptions_here_at_once_and_elsewhere_by_refresh(
+    store: Store, peer: Store
+) -> None:
+    here = OrderUpdates(store.redis, refresh_s=0.0)  # asks Redis on every call
+    elsewhere = OrderUpdates(peer.redis)
+    assert await here.watched("O1") is False
+    subscription = await here.subscribe("O1")
+    assert await here.watched("O1") is True
+    assert here.statistics()["watched_here"] == 1
+    await subscription.aclose()
+    await subscription.aclose()  # closing twice forgets it once
+    assert here.statistics()["watched_here"] == 0
+    async with await elsewhere.subscribe("O2"):
+        assert await here.watched("O2") is True  # another process's subscriber
+        assert await here.watched("O3") is False
+    assert await here.watched("O2") is False
+    # Refreshed at most every refresh_s: a subscription elsewhere shows up late, while one
+    # made here counts at once.
+    slow = OrderUpdates(store.redis, refresh_s=3600.0)
+    assert await slow.watched("O4") is False
+    async with await elsewhere.subscribe("O4"):
+        assert await slow.watched("O4") is False
+        async with await slow.subscribe("O4"):
+            assert await slow.watched("O4") is True

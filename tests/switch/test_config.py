@@ -446,3 +446,35 @@ def test_operations_sections(tmp_path: Path) -> None:
 def test_bad_operations_values(tmp_path: Path, section: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load(tmp_path, f'[auth]\nsecret = "{SECRET}"\n' + section)
+
+
+def test_admission_bounds(tmp_path: Path) -> None:
+    defaults = load(tmp_path)
+    assert (defaults.orders.max_open, defaults.orders.max_lag_ms) == (2000, 500)
+    assert defaults.orders.max_creating == 64
+    text = replaced(
+        "passivate_after_s = 30", "passivate_after_s = 30\nmax_open = 1\nmax_lag_ms = 0"
+    )
+    config = load(tmp_path, text)
+    assert (config.orders.max_open, config.orders.max_lag_ms) == (1, 0)
+    assert "max_open = 1" in dump_config(config)
+    assert load_config(write(tmp_path, dump_config(config)), {}).orders == config.orders
+    env = {
+        "FUELSWITCH_ORDERS_MAX_OPEN": "7",
+        "FUELSWITCH_ORDERS_MAX_CREATING": "3",
+        "FUELSWITCH_ORDERS_MAX_LAG_MS": "250",
+    }
+    overridden = load(tmp_path, text, env=env)
+    assert (overridden.orders.max_open, overridden.orders.max_lag_ms) == (7, 250)
+    assert overridden.orders.max_creating == 3
+    with pytest.raises(
+        ConfigError,
+        match=r"^FUELSWITCH_ORDERS_MAX_OPEN: expected an integer >= 0 \(0: no bound\), got '-1'",
+    ):
+        load(tmp_path, env={"FUELSWITCH_ORDERS_MAX_OPEN": "-1"})
+    with pytest.raises(ConfigError, match=r"^orders\.max_open: must be at least 0, not -1"):
+        load(tmp_path, replaced("passivate_after_s = 30", "passivate_after_s = 30\nmax_open = -1"))
+    with pytest.raises(ConfigError, match=r"^orders\.max_lag_ms: expected an integer, got 0\.5"):
+        load(
+            tmp_path, replaced("passivate_after_s = 30", "passivate_after_s = 30\nmax_lag_ms = 0.5")
+        )

@@ -18,7 +18,8 @@ import httpx
 import orjson
 import trio
 
-from switch.api import Api, Role, TokenSigner, mount_api
+from ops.metrics import Metrics
+from switch.api import Admission, Api, Role, TokenSigner, mount_api
 from switch.http import PROBLEM_JSON, create_app, serve_http
 from switch.store import Database, OrderUpdates, Store
 from tests.switch.api.memory_service import MemoryService
@@ -65,12 +66,14 @@ async def api_server(
     updates: OrderUpdates | None = None,
     keepalive_s: float = 15.0,
     poll_s: float = 2.0,
+    admission: Admission | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[ApiServer]:
     service = MemoryService()
     signer = TokenSigner(secrets.token_bytes(32))
     clock = Clock()
     updates = OrderUpdates(store.redis) if updates is None else updates
-    app = create_app()
+    app = create_app(metrics=metrics)
     api = mount_api(
         app,
         service=service,
@@ -80,6 +83,8 @@ async def api_server(
         clock=clock,
         keepalive_s=keepalive_s,
         poll_s=poll_s,
+        admission=admission,
+        metrics=metrics,
     )
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:

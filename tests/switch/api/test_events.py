@@ -135,3 +135,20 @@ async def test_a_client_that_leaves_ends_its_stream_and_subscription(store: Stor
         assert (await _all_closed(server))["started"] == 1
         view = order_view_to_json(server.service.orders[order_id])
         assert await server.updates.publish(order_id, view) == 0  # nobody listens any more
+
+
+async def test_an_update_nobody_published_still_reaches_the_stream(store: Store) -> None:
+    # A publisher that skipped the order (it saw no subscriber yet, e.g. in another process)
+    # sends nothing: the stream's own re-read after poll_s brings the change.
+    async with api_server(store, poll_s=0.05) as server:
+        order_id = await _order(server)
+        url = f"/v1/orders/{order_id}/events"
+        seen: list[dict[str, Any]] = []
+        async with server.client.stream("GET", url, headers=server.customer()) as response:
+            async for kind, view in _frames(response):
+                assert kind == "order"
+                seen.append(view)
+                if len(seen) == 1:
+                    server.service.complete(order_id, 18_000)  # no publish
+        assert [v["state"] for v in seen] == ["holding", "completed"]
+        assert (await _all_closed(server))["polling"] == 0  # still subscribed throughout
