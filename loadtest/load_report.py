@@ -19,9 +19,25 @@ from rich.table import Table
 from switch.invariants import Violation
 
 from .chart import write_chart
-from .stats import CALLBACK_TO_AUTHORIZED, CREATE, LAG, SALE, Recorder, percentiles
+from .stats import (
+    CALLBACK_TO_AUTHORIZED,
+    CREATE,
+    LAG,
+    SALE,
+    Recorder,
+    percentiles,
+    process_cpu,
+)
 
-__all__ = ["REQUIRED_KEYS", "TARGETS", "figures", "print_table", "verdicts", "write_results"]
+__all__ = [
+    "REQUIRED_KEYS",
+    "TARGETS",
+    "cpu_figures",
+    "figures",
+    "print_table",
+    "verdicts",
+    "write_results",
+]
 
 REQUIRED_KEYS: Final = (
     "sales_per_s",
@@ -31,6 +47,13 @@ REQUIRED_KEYS: Final = (
     "violations",
     "switch_cpu_pct",
     "switch_rss_mb",
+    "accepted_per_s",
+    "shed",
+    "shed_per_s",
+    "lag_p99_ms",
+    "cpu_pct_by_process",
+    "cpu_ms_per_sale_by_process",
+    "machine_cpu_pct",
 )
 # Issue 9's targets for this machine; sales_per_s is held to the offered rate (at most 200).
 TARGETS: Final[Mapping[str, tuple[str, float]]] = {
@@ -79,6 +102,10 @@ def figures(
         "offered_rate": rate,
         "duration_s": duration_s,
         "arrivals": recorder.arrived,
+        "accepted": recorder.accepted,
+        "accepted_per_s": round(recorder.accepted / duration_s, 3),
+        "shed": recorder.shed,
+        "shed_per_s": round(recorder.shed / duration_s, 3),
         "completed": recorder.completed,
         "sales_per_s": round(recorder.completed / duration_s, 3),
         "min_10s_sales_per_s": min(sustained) if sustained else None,
@@ -89,7 +116,9 @@ def figures(
         "create_p50_ms": _ms(create["p50"]),
         "create_p99_ms": _ms(create["p99"]),
         "create_max_ms": _ms(create["max"]),
-        "generator_lag_p99_ms": _ms(lag["p99"]),
+        "lag_p50_ms": _ms(lag["p50"]),
+        "lag_p99_ms": _ms(lag["p99"]),
+        "lag_max_ms": _ms(lag["max"]),
         "callback_to_authorized_p50_ms": _ms(callback["p50"]),
         "callback_to_authorized_p99_ms": _ms(callback["p99"]),
         "callback_to_authorized_n": len(callback_s),
@@ -102,9 +131,27 @@ def figures(
         "switch_cpu_pct": round(sum(cpu) / len(cpu), 1) if cpu else None,
         "switch_cpu_max_pct": round(max(cpu), 1) if cpu else None,
         "switch_rss_mb": round(max(rss), 1) if rss else None,
+        **cpu_figures(recorder),
         **extra,
     }
     return out
+
+
+def cpu_figures(recorder: Recorder) -> dict[str, Any]:
+    """Where the machine's CPU went: per component its mean CPU (% of one core) and its
+    CPU milliseconds per completed sale (None without a sale), and the machine's mean busy
+    share (``psutil.cpu_percent``: 100 = every core busy)."""
+    mean, used = process_cpu(recorder.processes)
+    done = recorder.completed
+    machine = [s.machine_pct for s in recorder.processes]
+    return {
+        "cpu_pct_by_process": {name: round(pct, 1) for name, pct in mean.items()},
+        "cpu_ms_per_sale_by_process": {
+            name: round(1000.0 * seconds / done, 2) if done else None
+            for name, seconds in used.items()
+        },
+        "machine_cpu_pct": round(sum(machine) / len(machine), 1) if machine else None,
+    }
 
 
 def wanted_rate(result: Mapping[str, Any]) -> float:
@@ -129,6 +176,8 @@ def verdicts(result: Mapping[str, Any]) -> dict[str, bool]:
 _ROWS: Final = (
     ("arrivals (offered, open loop)", "arrivals"),
     ("completed sales", "completed"),
+    ("orders accepted / shed (per s)", ("accepted_per_s", "shed_per_s")),
+    ("customers shed (503 overloaded)", "shed"),
     ("completed sales/s (whole run)", "sales_per_s"),
     ("lowest 10 s average sales/s", "min_10s_sales_per_s"),
     ("sale time p50 / p99 (s)", ("sale_p50_s", "sale_p99_s")),
@@ -136,7 +185,7 @@ _ROWS: Final = (
     ("callback -> authorized p50 / p99 (ms)", ("callback_to_authorized_p50_ms",
                                               "callback_to_authorized_p99_ms")),
     ("pump poll p50 / p99 (ms)", ("poll_p50_ms", "poll_p99_ms")),
-    ("load generator lag p99 (ms)", "generator_lag_p99_ms"),
+    ("load generator lag p99 / max (ms)", ("lag_p99_ms", "lag_max_ms")),
     ("switch CPU mean / max (% of a core)", ("switch_cpu_pct", "switch_cpu_max_pct")),
     ("switch RSS max (MB)", "switch_rss_mb"),
     ("errors", "error_count"),
@@ -170,11 +219,23 @@ def print_table(console: Console, result: Mapping[str, Any], ok: Mapping[str, bo
             continue
         op, limit = TARGETS.get(target_key, (">=", wanted_rate(result)))
         table.add_row(label, value, f"{op} {limit:g}", "ok" if ok[target_key] else "MISS")
+    _cpu_rows(table, result)
     console.print(table)
     if result.get("errors"):
         console.print(
             "errors by kind: " + ", ".join(f"{k} {v}" for k, v in result["errors"].items())
         )
+
+
+def _cpu_rows(table: Table, result: Mapping[str, Any]) -> None:
+    """One row per component: mean CPU % of a core and CPU ms per completed sale."""
+    pct: Mapping[str, float] = result.get("cpu_pct_by_process") or {}
+    per_sale: Mapping[str, float | None] = result.get("cpu_ms_per_sale_by_process") or {}
+    for name in sorted(pct, key=lambda n: -pct[n]):
+        value = f"{_text(pct[name])} % / {_text(per_sale.get(name))} ms"
+        table.add_row(f"CPU {name}: mean / per sale", value, "", "")
+    if result.get("machine_cpu_pct") is not None:
+        table.add_row("machine CPU (100 % = every core)", _text(result["machine_cpu_pct"]), "", "")
 
 
 def write_results(

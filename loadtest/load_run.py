@@ -9,9 +9,10 @@ the books are checked against the simulators. Any violation fails the run.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,19 +30,30 @@ from switch.demo.sims import PumpControl
 from switch.store import ServerUrls, admin, open_database
 
 from . import books
-from .driver import Driver, open_loop
+from .driver import Driver, open_loop, steady_gc
 from .faults import FaultPlan
-from .load_report import figures, print_table, verdicts, write_results
-from .sampler import sample_switch
+from .http_pool import HttpPool
+from .load_finish import KillRecord, RunFacts, finish, read_totals, scrape_poll
+from .load_report import print_table, verdicts, write_results
+from .processes import Component, affinities
+from .sampler import load_components, sample_world
 from .schedule import PumpPool, plan_arrivals, postpay_pumps
-from .scrape import POLL_METRIC, add_buckets, bucket_quantile, parse_buckets
 from .stats import Recorder
-from .world import LoadWorld, WorldSpec, attach, create_database, pin, start_world
+from .world import (
+    LoadWorld,
+    WorldSpec,
+    attach,
+    create_database,
+    pin,
+    start_world,
+    wait_ready,
+)
 
 __all__ = ["LoadOptions", "run_loadtest"]
 
-SETTLE_S = 120.0  # after the last customer: the switch closes what is still open
 RECOVERY_LIMIT_S = 60.0
+HTTP_CONNECTIONS = 1000  # to the switch's API, kept alive
+HTTP_TIMEOUT_S = 30.0  # a busy switch is slow, not gone: no retry before this
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,32 +89,6 @@ class LoadOptions:
         return text
 
 
-@dataclass(slots=True)
-class KillRecord:
-    at_s: float | None = None
-    ready_s: float | None = None
-    recovery_s: float | None = None
-    in_flight: int = 0
-    buckets: dict[float, float] = field(default_factory=dict)  # poll histogram before the kill
-
-
-async def _totals(controls: Sequence[PumpControl], pumps: int) -> dict[tuple[str, int, int], int]:
-    out: dict[tuple[str, int, int], int] = {}
-    stations = list(controls[0].stations.values())
-
-    async def read(control: PumpControl, part: Sequence[str]) -> None:
-        for sid in part:
-            for pump in range(1, pumps + 1):
-                snap = await control.call("snapshot", station=sid, pump=pump)
-                for nozzle, totals in enumerate(snap["totals"], start=1):
-                    out[(sid, pump, nozzle)] = int(totals["volume_ml"])
-
-    async with trio.open_nursery() as nursery:
-        for i, control in enumerate(controls):
-            nursery.start_soon(read, control, stations[i :: len(controls)])
-    return out
-
-
 async def _apply_faults(world: LoadWorld, plan: FaultPlan, pumps: int) -> None:
     if plan.provider:
         for control in world.providers:
@@ -119,31 +105,11 @@ async def _apply_faults(world: LoadWorld, plan: FaultPlan, pumps: int) -> None:
                 nursery.start_soon(station, world.pumps[i % len(world.pumps)], sid)
 
 
-async def _wait_ready(http: httpx.AsyncClient, api_url: str, timeout: float = 120.0) -> None:
-    with trio.move_on_after(timeout):
-        while True:
-            try:
-                if (await http.get(api_url + "/readyz", timeout=5.0)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await trio.sleep(0.2)
-    raise DemoError(f"the switch at {api_url} did not become ready")
-
-
-async def _scrape(http: httpx.AsyncClient, api_url: str) -> dict[float, float]:
-    try:
-        reply = await http.get(api_url + "/metrics", timeout=10.0)
-    except httpx.HTTPError:
-        return {}
-    return parse_buckets(reply.text, POLL_METRIC) if reply.status_code == 200 else {}
-
-
 async def _killer(
     world: LoadWorld, driver: Driver, at_s: float, record: KillRecord, database_url: str
 ) -> None:
     await trio.sleep_until(driver.trio_t0 + at_s)
-    record.buckets = await _scrape(world.http, world.api_url)
+    record.buckets = await scrape_poll(world.http, world.api_url)
     async with open_database(database_url, max_size=2) as db:
         in_flight = await books.in_flight_orders(db)
         record.in_flight = len(in_flight)
@@ -164,6 +130,7 @@ def _progress(driver: Driver, recorder: Recorder, options: LoadOptions) -> Text:
     cpu = recorder.resources[-1].cpu_pct if recorder.resources else 0.0
     text = (
         f"{now:6.1f}s / {options.duration_s:g}s  arrived {recorder.arrived}"
+        f"  accepted {recorder.accepted}  shed {recorder.shed}"
         f"  completed {recorder.completed}  in flight {driver.state.in_flight}"
         f"  sales/s {last.completed if last else 0}  errors {sum(recorder.errors.values())}"
         f"  retries {driver.state.retries}  switch CPU {cpu:.0f}%"
@@ -172,8 +139,14 @@ def _progress(driver: Driver, recorder: Recorder, options: LoadOptions) -> Text:
 
 
 async def _drive(
-    world: LoadWorld, options: LoadOptions, recorder: Recorder, database_url: str, err: Console
-) -> KillRecord:
+    world: LoadWorld,
+    options: LoadOptions,
+    recorder: Recorder,
+    components: Sequence[Component],
+    database_url: str,
+    err: Console,
+    api: HttpPool,
+) -> tuple[KillRecord, Driver]:
     postpay = postpay_pumps(options.pumps, options.postpay_share)
     stations = list(world.pumps[0].stations.values())
     arrivals = plan_arrivals(
@@ -185,8 +158,7 @@ async def _drive(
     )
     pool = PumpPool(stations, options.pumps, postpay, options.seed)
     driver = Driver(
-        world.api_url,
-        world.http,
+        api,
         world.config.auth.secret,
         world.pumps,
         pool,
@@ -198,7 +170,7 @@ async def _drive(
     kill = KillRecord()
     with Live(_progress(driver, recorder, options), console=err, transient=False) as live:
         async with trio.open_nursery() as background:
-            background.start_soon(sample_switch, lambda: world.switch_pid, recorder, driver.now_s)
+            background.start_soon(sample_world, components, recorder, driver.now_s)
             async with trio.open_nursery() as customers:
                 if options.kill_at_s is not None:
                     customers.start_soon(
@@ -211,10 +183,36 @@ async def _drive(
                         await trio.sleep(0.5)
 
                 background.start_soon(refresh)
-                await open_loop(customers, arrivals, driver.trio_t0, driver.arrive)
+                with steady_gc():
+                    await open_loop(customers, arrivals, driver.trio_t0, driver.arrive)
             background.cancel_scope.cancel()
         live.update(_progress(driver, recorder, options))
-    return kill
+    return kill, driver
+
+
+def _facts(
+    options: LoadOptions, driver: Driver, recorder: Recorder, pinned: dict[str, list[int]]
+) -> RunFacts:
+    """The run's own figures beside the recorder's: retries, requests per customer, and
+    where each process was allowed to run (the proof that ``--*-cpus`` took effect)."""
+    arrived = max(1, recorder.arrived)
+    extra: dict[str, Any] = {
+        "retries": driver.state.retries,
+        "requests_per_arrival": round(driver.state.requests / arrived, 2),
+        "cpu_affinity": pinned,
+    }
+    if options.load_cpus:
+        extra["load_cpus_pinned"] = set(os.sched_getaffinity(0)) == set(options.load_cpus)
+    return RunFacts(
+        scenario=options.scenario(),
+        stations=options.stations,
+        pumps=options.pumps,
+        rate=options.rate,
+        duration_s=options.duration_s,
+        faults=options.faults.to_json(),
+        kill_asked=options.kill_at_s is not None,
+        extra=extra,
+    )
 
 
 async def run_loadtest(options: LoadOptions, urls: ServerUrls | None) -> int:
@@ -222,11 +220,10 @@ async def run_loadtest(options: LoadOptions, urls: ServerUrls | None) -> int:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = options.out or options.home / "loadtest" / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
     db_name: str | None = None
     world: LoadWorld | None = None
     violations: list[Any] = []
-    async with httpx.AsyncClient(limits=limits) as http:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as http:  # the simulators
         try:
             if options.target is not None:
                 assert options.target_config is not None and options.pump_control is not None
@@ -240,12 +237,14 @@ async def run_loadtest(options: LoadOptions, urls: ServerUrls | None) -> int:
                 world.switch_pid_hint = options.switch_pid
                 pin(0, options.load_cpus)
                 database_url = world.config.database_url or ""
+                redis_url = world.config.redis_url
                 if not database_url:
                     raise DemoError("--config must name the switch's database_url")
             else:
                 assert urls is not None
                 db_name = f"load_{stamp.replace('-', '_')}_{secrets.token_hex(3)}"
                 database_url = await create_database(urls.database_url, db_name)
+                redis_url = urls.redis_url
                 spec = WorldSpec(
                     home=options.home,
                     run_dir=run_dir,
@@ -259,16 +258,25 @@ async def run_loadtest(options: LoadOptions, urls: ServerUrls | None) -> int:
                     load_cpus=options.load_cpus,
                 )
                 err.print(f"[bold]fuelswitch loadtest[/] in {run_dir}: starting the world")
-                world = await start_world(spec, database_url, urls.redis_url, http)
-            await _wait_ready(http, world.api_url)
-            before = await _totals(world.pumps, options.pumps)
+                world = await start_world(spec, database_url, redis_url, http)
+            await wait_ready(http, world.api_url)
+            before = await read_totals(world.pumps, options.pumps)
             await _apply_faults(world, options.faults, options.pumps)
             err.print(f"switch at {world.api_url}; {options.scenario()}")
             recorder = Recorder()
-            kill = await _drive(world, options, recorder, database_url, err)
-            result, series = await _finish(
-                world, options, recorder, kill, database_url, before, err
-            )
+            controls = (options.pump_control, options.provider_controls)
+            components = load_components(world, database_url, redis_url, controls)
+            pinned = affinities(components)
+            api = HttpPool(world.api_url, size=HTTP_CONNECTIONS, timeout_s=HTTP_TIMEOUT_S)
+            try:
+                kill, driver = await _drive(
+                    world, options, recorder, components, database_url, err, api
+                )
+            finally:
+                with trio.CancelScope(shield=True):
+                    await api.aclose()
+            facts = _facts(options, driver, recorder, pinned)
+            result, series = await finish(world, facts, recorder, kill, database_url, before, err)
             violations = result.pop("_violations")
             result["run_dir"] = str(run_dir)
             ok = verdicts(result)
@@ -289,59 +297,3 @@ async def run_loadtest(options: LoadOptions, urls: ServerUrls | None) -> int:
                 with trio.CancelScope(shield=True):
                     await admin.drop_database(urls.database_url, db_name)
     return 1 if violations else 0
-
-
-async def _finish(
-    world: LoadWorld,
-    options: LoadOptions,
-    recorder: Recorder,
-    kill: KillRecord,
-    database_url: str,
-    before: Mapping[tuple[str, int, int], int],
-    err: Console,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    buckets = add_buckets(kill.buckets, await _scrape(world.http, world.api_url))
-    poll = {"p50": _ms(bucket_quantile(buckets, 0.5)), "p99": _ms(bucket_quantile(buckets, 0.99))}
-    async with open_database(database_url, max_size=2) as db:
-        with trio.move_on_after(SETTLE_S):
-            while await books.open_orders(db):  # noqa: ASYNC110 - polling the database
-                await trio.sleep(0.5)
-        still_open = await books.open_orders(db)
-        err.print(f"settled; {still_open} orders still open; checking the books")
-        after = await _totals(world.pumps, options.pumps)
-        moved = {key: after[key] - before.get(key, 0) for key in after}
-        violations = await books.audit_books(
-            db, world.config, world.pumps[0], world.providers, moved
-        )
-        callbacks = await books.callback_latencies(db)
-    extra: dict[str, Any] = {
-        "scenario": options.scenario(),
-        "stations": options.stations,
-        "pumps": options.stations * options.pumps,
-        "faults": options.faults.to_json(),
-        "authorized_before_callback": callbacks.authorized_first,
-        "authorized_without_callback": callbacks.no_callback,
-        "orders_open_at_end": still_open,
-    }
-    if options.kill_at_s is not None:
-        extra |= {
-            "kill_at_s": kill.at_s,
-            "restart_ready_s": None if kill.ready_s is None else round(kill.ready_s, 3),
-            "recovery_s": kill.recovery_s,
-            "in_flight_at_kill": kill.in_flight,
-        }
-    result = figures(
-        recorder,
-        rate=options.rate,
-        duration_s=options.duration_s,
-        callback_s=callbacks.seconds,
-        poll_ms=poll,
-        violations=violations,
-        extra=extra,
-    )
-    result["_violations"] = violations
-    return result, recorder.series(max(1, round(options.duration_s)))
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000.0

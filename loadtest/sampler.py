@@ -1,61 +1,119 @@
-"""The switch's CPU and memory, sampled every second with psutil.
+"""Every second, the CPU of each part of the world and of the machine, with psutil.
 
-The process is looked up again whenever its pid changes (a restart after SIGKILL), and its
-children are included (the switch runs none today; if it ever does, they are part of its
-cost). CPU is in percent of one core, so 200 % is both cores of this machine busy.
+The switch keeps its own figures (CPU and RSS, as issue 9 names them: ``switch_cpu_pct``,
+``switch_rss_mb``); next to it every other component (:mod:`loadtest.processes`) is sampled
+the same way, so the report can say where the machine's CPU went. CPU is in percent of one
+core (200 % is both cores of this machine busy); the machine's own figure is
+``psutil.cpu_percent`` (100 % = every core busy).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Sequence
 
-import psutil
 import trio
 
-from .stats import Recorder, ResourceSample
+from switch.demo.procs import ChildProcess
 
-__all__ = ["sample_switch"]
+from .processes import Component, CpuMeter, listener_pid, local_port, own_process
+from .stats import Recorder, ResourceSample
+from .world import LoadWorld
+
+__all__ = [
+    "SWITCH",
+    "load_components",
+    "sample_world",
+    "server_component",
+    "world_components",
+]
 
 PERIOD_S = 1.0
+SWITCH = "switch"
 
 
-class _Tracked:
-    def __init__(self) -> None:
-        self.pid: int | None = None
-        self.processes: dict[int, psutil.Process] = {}
+def server_component(name: str, url: str) -> Component | None:
+    """A server the run did not start (PostgreSQL, Valkey), found by the port it listens
+    on; None when it is not on this machine. Looked up again only when it went away."""
+    port = local_port(url)
+    if port is None:
+        return None
+    found: list[int | None] = [None]
 
-    def measure(self, pid: int) -> tuple[float, float] | None:
-        """CPU % since the previous call and RSS (MB); None on the first look at ``pid``
-        (psutil's first CPU reading of a process has nothing to compare with)."""
-        first = pid != self.pid
-        if first:
-            self.pid, self.processes = pid, {}
-        root = psutil.Process(pid)
-        family = [root, *root.children(recursive=True)]
-        cpu = rss = 0.0
-        for process in family:
-            known = self.processes.setdefault(process.pid, process)
-            try:
-                cpu += float(known.cpu_percent(interval=None))  # since the previous call
-                rss += float(known.memory_info().rss)
-            except psutil.Error:
-                continue
-        return None if first else (cpu, rss / (1024 * 1024))
+    def pid() -> int | None:
+        if found[0] is None or not _alive(found[0]):
+            found[0] = listener_pid(port)
+        return found[0]
+
+    return Component(name, pid)
 
 
-async def sample_switch(
-    pid: Callable[[], int | None], recorder: Recorder, now_s: Callable[[], float]
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def world_components(
+    switch: Callable[[], int | None],
+    children: Sequence[tuple[str, Callable[[], int | None]]],
+    servers: Sequence[tuple[str, str]],
+) -> list[Component]:
+    """The switch, the simulators (``children``: name and current pid), the servers
+    (``servers``: name and URL) and the load generator itself."""
+    out = [Component(SWITCH, switch)]
+    out += [Component(name, pid) for name, pid in children]
+    out += [c for name, url in servers if (c := server_component(name, url)) is not None]
+    out.append(own_process())
+    return out
+
+
+def _child_pid(child: ChildProcess) -> Callable[[], int | None]:
+    return lambda: None if child.process is None else child.process.pid
+
+
+def load_components(
+    world: LoadWorld,
+    database_url: str,
+    redis_url: str | None,
+    controls: tuple[int | None, Sequence[str]] = (None, ()),
+) -> list[Component]:
+    """A load run's world: the processes it started, or (with ``--target``: ``controls``,
+    the pump simulator's control port and the provider simulators' control URLs) the ones
+    listening there; the servers by their ports."""
+    children = [(c.name, _child_pid(c)) for c in world.children if c is not world.switch]
+    servers = [("postgres", database_url)]
+    if redis_url:
+        servers.append(("valkey", redis_url))
+    pump_control, provider_controls = controls
+    if pump_control is not None:
+        servers.append(("pumps", f"tcp://127.0.0.1:{pump_control}"))
+    servers += [(f"providers-{i + 1}", url) for i, url in enumerate(provider_controls)]
+    return world_components(lambda: world.switch_pid, children, servers)
+
+
+async def sample_world(
+    components: Sequence[Component], recorder: Recorder, now_s: Callable[[], float]
 ) -> None:
-    """Every second until cancelled: one :class:`ResourceSample` of the switch process
-    ``pid()`` (skipped while it is down)."""
-    tracked = _Tracked()
+    """Every second until cancelled: one ``ProcessSample`` of the whole world and one
+    :class:`ResourceSample` of the switch (skipped while it is down). psutil reads /proc:
+    quick, so it runs on the event loop rather than in a thread."""
+    meter = CpuMeter(components, clock=trio.current_time)
+    tick = trio.current_time()
     while True:
-        current = pid()
-        if current is not None:
-            try:
-                measured = tracked.measure(current)
-            except psutil.Error:  # killed between two samples
-                measured = None
-            if measured is not None:
-                recorder.sample(ResourceSample(now_s(), *measured))
-        await trio.sleep(PERIOD_S)
+        sample = meter.measure(now_s())
+        if sample is not None:
+            recorder.sample_processes(sample)
+            if SWITCH in sample.rss_mb:
+                switch = ResourceSample(sample.t_s, sample.cpu_pct(SWITCH), sample.rss_mb[SWITCH])
+                recorder.sample(switch)
+        # On a fixed beat, not a sleep after the work: each second of the run gets its
+        # sample (a drifting one skips a second now and then: a hole in the chart).
+        now = trio.current_time()
+        tick += PERIOD_S * max(1, math.ceil((now - tick) / PERIOD_S))
+        await trio.sleep_until(tick)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -21,11 +21,13 @@ __all__ = [
     "CREATE",
     "LAG",
     "SALE",
+    "ProcessSample",
     "Recorder",
     "ResourceSample",
     "Window",
     "new_histogram",
     "percentiles",
+    "process_cpu",
     "sustained_rate",
 ]
 
@@ -71,6 +73,8 @@ class Window:
     second: int
     completed: int = 0
     errors: int = 0
+    accepted: int = 0  # orders the switch created
+    shed: int = 0  # customers the switch turned away (503 overloaded)
     latencies: dict[str, HdrHistogram] = field(default_factory=dict)
 
     def record(self, name: str, seconds: float) -> None:
@@ -94,6 +98,23 @@ class ResourceSample:
     rss_mb: float
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessSample:
+    """One second of the whole machine: CPU seconds each component of the world used in
+    ``interval_s`` (``other``: everything else on the machine), and the machine's own
+    busy share (``psutil.cpu_percent``: 100 = every core busy)."""
+
+    t_s: float
+    interval_s: float
+    cpu_s: Mapping[str, float]
+    rss_mb: Mapping[str, float]
+    machine_pct: float
+
+    def cpu_pct(self, name: str) -> float:
+        """``name``'s CPU in percent of one core over the interval."""
+        return 100.0 * self.cpu_s.get(name, 0.0) / self.interval_s if self.interval_s else 0.0
+
+
 class Recorder:
     """Every figure of one run. Mutable; one per run, fed by the driver and the sampler."""
 
@@ -103,7 +124,10 @@ class Recorder:
         self.errors: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()  # terminal order states, and "no_sale" kinds
         self.resources: list[ResourceSample] = []
+        self.processes: list[ProcessSample] = []
         self.arrived = 0
+        self.accepted = 0
+        self.shed = 0
         self.completed = 0
         self.volume_ml = 0
 
@@ -126,6 +150,14 @@ class Recorder:
         self.window(at_s).completed += 1
         self.latency(SALE, sale_s, at_s)
 
+    def order_accepted(self, at_s: float) -> None:
+        self.accepted += 1
+        self.window(at_s).accepted += 1
+
+    def customer_shed(self, at_s: float) -> None:
+        self.shed += 1
+        self.window(at_s).shed += 1
+
     def error(self, kind: str, at_s: float) -> None:
         self.errors[kind] += 1
         self.window(at_s).errors += 1
@@ -133,21 +165,31 @@ class Recorder:
     def sample(self, sample: ResourceSample) -> None:
         self.resources.append(sample)
 
+    def sample_processes(self, sample: ProcessSample) -> None:
+        self.processes.append(sample)
+
     def series(self, seconds: int) -> list[dict[str, Any]]:
         """Per second 0..seconds-1 (and any later second that saw something): completed
-        sales, errors, p50/p99 of sale time and create latency, CPU % and RSS."""
+        sales, accepted and shed orders, errors, p50/p99 of sale time and create latency, the
+        switch's CPU % and RSS, every component's CPU % and the machine's."""
         last = max([seconds - 1, *self.windows])
         cpu: dict[int, ResourceSample] = {}
         for sample in self.resources:
             cpu.setdefault(max(0, math.floor(sample.t_s)), sample)
+        machine: dict[int, ProcessSample] = {}
+        for whole in self.processes:
+            machine.setdefault(max(0, math.floor(whole.t_s)), whole)
         rows = []
         for second in range(last + 1):
             w = self.windows.get(second) or Window(second)
             r = cpu.get(second)
+            m = machine.get(second)
             rows.append(
                 {
                     "t_s": second,
                     "completed": w.completed,
+                    "accepted": w.accepted,
+                    "shed": w.shed,
                     "errors": w.errors,
                     "sale_p50_s": w.quantile_s(SALE, 50.0),
                     "sale_p99_s": w.quantile_s(SALE, 99.0),
@@ -155,6 +197,10 @@ class Recorder:
                     "create_p99_ms": _ms(w.quantile_s(CREATE, 99.0)),
                     "cpu_pct": None if r is None else r.cpu_pct,
                     "rss_mb": None if r is None else r.rss_mb,
+                    "machine_cpu_pct": None if m is None else m.machine_pct,
+                    "cpu_pct_by_process": None
+                    if m is None
+                    else {name: round(m.cpu_pct(name), 1) for name in m.cpu_s},
                 }
             )
         return rows
@@ -168,3 +214,14 @@ def sustained_rate(series: Iterable[Mapping[str, Any]], start_s: int, end_s: int
     """Completed sales per second over the seconds [start_s, end_s) of ``series``."""
     span = max(1, end_s - start_s)
     return float(sum(row["completed"] for row in series if start_s <= row["t_s"] < end_s)) / span
+
+
+def process_cpu(samples: Sequence[ProcessSample]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per component over ``samples``: the mean CPU in percent of one core, and the CPU
+    seconds used in all (a component missing from a sample, e.g. the switch while it is
+    down after a kill, counts as idle in that second)."""
+    names = sorted({name for sample in samples for name in sample.cpu_s})
+    wall = sum(sample.interval_s for sample in samples)
+    used = {name: sum(sample.cpu_s.get(name, 0.0) for sample in samples) for name in names}
+    mean = {name: 100.0 * used[name] / wall if wall else 0.0 for name in names}
+    return mean, used

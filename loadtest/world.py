@@ -35,7 +35,15 @@ from switch.demo.world import build_config, station_id
 from switch.server import START_PER_PUMP_S
 from switch.store import admin, migrate, open_database
 
-__all__ = ["LoadWorld", "WorldSpec", "attach", "create_database", "pin", "start_world"]
+__all__ = [
+    "LoadWorld",
+    "WorldSpec",
+    "attach",
+    "create_database",
+    "pin",
+    "start_world",
+    "wait_ready",
+]
 
 AUTO_PAY = {"auto_pay": True, "auto_pay_delay_ms": 200}
 PROVIDERS = ("wechatpay", "alipay", "unionpay")
@@ -164,6 +172,7 @@ async def start_world(
 ) -> LoadWorld:
     """Keys, pump simulator, two provider simulators, then the switch; the caller closes
     the world (also when this raises: the processes started so far are in it)."""
+    everywhere = frozenset(os.sched_getaffinity(0))
     pin(0, spec.load_cpus)  # the simulators inherit it
     keys = await trio.run_process(
         [sys.executable, "-m", "switch.cli", "sim", "providers", "keys", "--merchants", "2"],
@@ -228,10 +237,25 @@ async def start_world(
         FUELSWITCH_DATABASE_URL=database_url,
         FUELSWITCH_REDIS_URL=redis_url,
     )
-    world.switch_cpus = spec.switch_cpus
-    pin(world.switch_pid or 0, spec.switch_cpus)
+    # The switch is this process's child too: without --switch-cpus it gets back every CPU
+    # it would have had, not the load side's.
+    world.switch_cpus = spec.switch_cpus or everywhere
+    pin(world.switch_pid or 0, world.switch_cpus)
     world.api_url = str(serve["http"]).rstrip("/")
     return world
+
+
+async def wait_ready(http: httpx.AsyncClient, api_url: str, timeout: float = 120.0) -> None:
+    """Until the switch's ``/readyz`` says so; DemoError after ``timeout`` seconds."""
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                if (await http.get(api_url + "/readyz", timeout=5.0)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await trio.sleep(0.2)
+    raise DemoError(f"the switch at {api_url} did not become ready")
 
 
 async def configure_pumps(

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from loadtest.load_report import REQUIRED_KEYS, figures, verdicts, write_results
 from loadtest.scrape import add_buckets, bucket_quantile, parse_buckets
-from loadtest.stats import CREATE, LAG, SALE, Recorder, ResourceSample, percentiles
+from loadtest.stats import (
+    CREATE,
+    LAG,
+    SALE,
+    ProcessSample,
+    Recorder,
+    ResourceSample,
+    percentiles,
+)
 from switch.invariants import Violation, ViolationKind
 
 
@@ -25,6 +34,12 @@ def _recorder() -> Recorder:
     recorder.error("no_free_pump", 3.5)
     recorder.sample(ResourceSample(0.2, 50.0, 100.0))
     recorder.sample(ResourceSample(1.2, 150.0, 120.0))
+    for t in (1.2, 2.2):
+        cpu = {"switch": 1.5, "loadgen": 0.1, "other": 0.2}
+        recorder.sample_processes(ProcessSample(t, 1.0, cpu, {"switch": 120.0}, 90.0))
+    for i in range(10):
+        recorder.order_accepted(i / 10)
+    recorder.customer_shed(0.5)
     return recorder
 
 
@@ -45,6 +60,9 @@ def test_series_has_one_row_per_second() -> None:
     assert series[0]["create_p99_ms"] == pytest.approx(25.0, rel=1e-2)
     assert series[1]["cpu_pct"] == 150.0 and series[2]["cpu_pct"] is None
     assert series[5]["sale_p50_s"] is None
+    assert series[0]["accepted"] == 10 and series[0]["shed"] == 1
+    assert series[1]["cpu_pct_by_process"] == {"switch": 150.0, "loadgen": 10.0, "other": 20.0}
+    assert series[0]["cpu_pct_by_process"] is None and series[2]["machine_cpu_pct"] == 90.0
 
 
 def test_bucket_quantile_interpolates_like_prometheus() -> None:
@@ -70,7 +88,7 @@ def test_bucket_quantile_interpolates_like_prometheus() -> None:
     assert bucket_quantile({}, 0.5) is None
 
 
-def _result(violations: list[Violation], **extra: object) -> dict[str, object]:
+def _result(violations: list[Violation], **extra: object) -> dict[str, Any]:
     return figures(
         _recorder(),
         rate=25.0,
@@ -89,6 +107,10 @@ def test_report_has_the_issue_keys_and_verdicts() -> None:
     assert result["callback_to_authorized_p99_ms"] == pytest.approx(200.0, rel=1e-2)
     assert result["errors"] == {"no_free_pump": 2}
     assert result["switch_cpu_pct"] == 100.0 and result["switch_rss_mb"] == 120.0
+    assert result["accepted"] == 10 and result["shed"] == 1 and result["shed_per_s"] == 0.25
+    assert result["cpu_pct_by_process"] == {"loadgen": 10.0, "other": 20.0, "switch": 150.0}
+    assert result["cpu_ms_per_sale_by_process"]["switch"] == 30.0  # 3 s of CPU, 100 sales
+    assert result["machine_cpu_pct"] == 90.0
     ok = verdicts(result)
     assert ok == {
         "callback_to_authorized_p99_ms": False,

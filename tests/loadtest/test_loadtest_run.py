@@ -40,6 +40,7 @@ def _loadtest(servers: ServerUrls, out: Path, *args: str) -> dict[str, Any]:
 
 def _check_common(result: dict[str, Any], out: Path) -> None:
     assert set(REQUIRED_KEYS) <= set(result)
+    assert result["accepted"] + result["shed"] <= result["arrivals"]
     assert result["completed"] > 0 and result["sales_per_s"] > 0
     assert result["violations"] == 0
     assert result["orders_open_at_end"] == 0
@@ -49,11 +50,24 @@ def _check_common(result: dict[str, Any], out: Path) -> None:
 
 def test_small_run_sells_and_balances(servers: ServerUrls, tmp_path: Path) -> None:
     out = tmp_path / "plain"
-    result = _loadtest(servers, out, "--rate", "2", "--duration", "8")
+    everywhere = sorted(os.sched_getaffinity(0))
+    first = str(everywhere[0])
+    result = _loadtest(servers, out, "--rate", "2", "--duration", "8", "--load-cpus", first)
     _check_common(result, out)
     assert "recovery_s" not in result
     assert result["outcomes"].get("prepay:completed", 0) > 0
     assert result["callback_to_authorized_n"] > 0
+    # the load side pinned (the simulators inherit it), the switch left on every CPU
+    assert result["load_cpus_pinned"] is True
+    affinity = result["cpu_affinity"]
+    assert affinity["loadgen"] == affinity["pumps"] == [everywhere[0]]
+    assert affinity["switch"] == everywhere
+    # where the CPU went: every process of the world, per second and per sale
+    assert {"switch", "pumps", "providers-main", "postgres", "loadgen", "other"} <= set(
+        result["cpu_pct_by_process"]
+    )
+    assert result["cpu_ms_per_sale_by_process"]["switch"] > 0
+    assert result["accepted"] >= result["completed"]
 
 
 def test_sigkill_mid_run_recovers_and_settles_once(servers: ServerUrls, tmp_path: Path) -> None:
