@@ -10,12 +10,12 @@ core (200 % is both cores of this machine busy); the machine's own figure is
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 
 import trio
 
 from switch.demo.procs import ChildProcess
+from switch.store.servers import pid_alive
 
 from .processes import Component, CpuMeter, listener_pid, local_port, own_process
 from .stats import Recorder, ResourceSample
@@ -42,21 +42,11 @@ def server_component(name: str, url: str) -> Component | None:
     found: list[int | None] = [None]
 
     def pid() -> int | None:
-        if found[0] is None or not _alive(found[0]):
+        if found[0] is None or not pid_alive(found[0]):
             found[0] = listener_pid(port)
         return found[0]
 
     return Component(name, pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def world_components(
