@@ -33,8 +33,9 @@ from typing import Any, Final
 
 import structlog
 
-from actors import NOREPLY, Reply, UnhandledMessage
+from actors import NOREPLY, CallTimeout, Reply, UnhandledMessage
 from ops.metrics import METRICS
+from switch.store.errors import ConflictError, StoreUnavailable
 
 from .driver import DriverError
 from .gfd1.codec import StatusBlock
@@ -111,23 +112,44 @@ log = structlog.get_logger("devices")
 # and silences, the actor's own "not now", arguments no pump should be sent, and a
 # lookup the journal could not answer.
 REFUSALS: Final = (DriverError, PumpBusy, ValueError, LookupFailed)
+# A journal that did not answer (in time): the outcome of the write is unknown.
+JOURNAL_FAILURES: Final = (CallTimeout, StoreUnavailable, ConflictError)
 
 
 class PumpActor(PumpSales):
+    _journal_stale = True  # the ledger must be (re)read from the journal before recovering
+
     # -- start: recovery before anything else ------------------------------------------------
 
     async def init(self) -> None:
         self._bind_log_context()
-        self.ledger = fold(await self.journal.load(self.stream_id))
-        self.driver.restore(self.ledger.driver_memory())
+        self._journal_stale = True
+        await self._recover_or_defer()
+        self._poll_soon()
+
+    async def _recover_or_defer(self) -> None:
+        """Recover now, or leave it to the next poll: a pump that does not answer, and a
+        journal that does not (a starved or busy database at start), defer the recovery
+        instead of failing the actor, and with it its station and the switch's start.
+        Sales are refused until it ran (``recovered`` is None). A journal write whose
+        outcome is unknown may still commit: the journal is read again before the retry,
+        so nothing is sent to the pump on a ledger the journal has moved past."""
         try:
             await self._recover()
         except DriverError as exc:
             log.warning("pump.recovery_deferred", pump=str(self.address), error=str(exc))
             await self._unreachable(exc)
-        self._poll_soon()
+        except JOURNAL_FAILURES as exc:
+            self._journal_stale = True
+            log.warning(
+                "pump.recovery_deferred", pump=str(self.address), error=str(exc), cause="journal"
+            )
 
     async def _recover(self) -> None:
+        if self._journal_stale:
+            self.ledger = fold(await self.journal.load(self.stream_id))
+            self.driver.restore(self.ledger.driver_memory())
+            self._journal_stale = False
         if self.ledger.pending_clear is not None:
             # ``completed`` is journaled: finish the clear first, so that the sale still at
             # the head of the pump's buffer is not taken for a stranger's.
@@ -175,7 +197,7 @@ class PumpActor(PumpSales):
             if status.fp_state is FPState.CALLING:
                 self._publish("calling", {"nozzle": status.active_nozzle})
         if self.recovered is None:
-            await self._recover()
+            await self._recover_or_defer()
             return
         # A step that changed the pump ends the poll, and the next one comes at once: what
         # follows must not act on a status read before that change (a sale just cleared

@@ -19,7 +19,8 @@ Events handled here (payloads JSON; money fen, volume mL, prices milli-fen/L):
 
 =================  ==========================================================================
 payable            ``pump_sale_seq, nozzle, volume_ml, amount_fen, unit_price, price_set_id,
-                   end_totals, moved, end_reason, auth_token``: a stand-alone sale to collect
+                   end_totals, moved, end_reason, auth_token[, queued]``: a stand-alone sale
+                   to collect (``queued``: read from the point's display, behind the head)
 lock_requested     ``pump_sale_seq, order_id``: before LOCK_SALE (the order holds it now)
 locked             ``pump_sale_seq, order_id``: the pump confirmed LOCK_SALE
 unlocked           ``pump_sale_seq, order_id[, reason]``: another order may lock it

@@ -16,6 +16,10 @@ next start, whichever comes first. GFD-1 has no unlock command: ``unlocked`` onl
 the switch that another order may lock the sale (the pump keeps it LOCKED, which does
 not stop a second LOCK_SALE).
 
+A stand-alone sale that ends behind an unpaid head is journaled ``payable`` from the
+point's display while it still shows it (``queued``): its block is unreadable until the
+head is cleared, which may never happen (a customer who does not pay).
+
 The head may also be an earlier sale of the switch's own, one that ended behind payable
 sales and could not be cleared then (its token is remembered in the ledger): it is
 cleared now, and checked against what was journaled for it.
@@ -30,11 +34,11 @@ from .crashpoints import crash_point
 from .driver import CommandRefused
 from .gfd1.codec import SaleRecord, StatusBlock
 from .gfd1.states import Flag, FPState
-from .pump_base import as_payload
+from .pump_base import as_payload, volumes
 from .pump_book import PayableSale
 from .pump_lookup import PumpLookup
 from .pump_messages import AlertKind, CollectSale, LockSale, SaleNotPayable, UnlockSale
-from .recovery import LIVE
+from .recovery import LIVE, moved_since
 
 
 class PumpBuffer(PumpLookup):
@@ -47,10 +51,16 @@ class PumpBuffer(PumpLookup):
         if ours is not None:
             await self._clear_ours(head, ours)
             return True
+        standalone = Flag.STAND_ALONE in status.flags
         if head.seq in self.ledger.orphan_seqs or head.seq in book.payable_seqs:
+            if standalone:
+                await self._payable_from_display(status)
             return False
-        if Flag.STAND_ALONE in status.flags:
-            return await self._payable_from_head(head)
+        if standalone:
+            if await self._payable_from_head(head):
+                return True
+            await self._payable_from_display(status)
+            return False
         if status.fp_state is FPState.COMPLETED:
             await self._orphan_from_head(head)
         return False
@@ -109,6 +119,59 @@ class PumpBuffer(PumpLookup):
         await self._record("collect_requested", {"pump_sale_seq": head.seq, "order_id": None})
         await self._collect_pending()
         return True
+
+    async def _payable_from_display(self, status: StatusBlock) -> None:
+        """A stand-alone sale that ended *behind* the head cannot be read from the buffer
+        (only the head's sale block can), and the head may wait for its customer for
+        ever. While the point still shows that sale (COMPLETED: nobody lifted a nozzle
+        since) and the totals moved past what the journal knows by exactly its volume on
+        one nozzle, the display is that sale: journaled ``payable`` now, with its own
+        number, so every dispensed litre is in the journal before it reaches the head
+        (where its number says it is known already). Two or more sales behind the head
+        unseen (a switch down while both were sold) cannot be told apart: they wait."""
+        if not self._unseen_behind_head(status):
+            return
+        totals = await self.driver.totals()
+        moved = moved_since(self.ledger.volume_totals, volumes(totals))
+        if len(moved) != 1:
+            return
+        ((nozzle, volume),) = moved.items()
+        if volume <= 0 or abs(volume - status.cur_volume_ml) > 1:
+            return
+        end = volumes(totals)[nozzle]
+        await self._record(
+            "payable",
+            {
+                "pump_sale_seq": status.cur_sale_seq,
+                "nozzle": nozzle,
+                "volume_ml": status.cur_volume_ml,
+                "amount_fen": status.cur_amount_fen,
+                "unit_price": status.cur_unit_price,
+                "price_set_id": status.price_set_id,
+                "end_reason": None,
+                "auth_token": status.cur_auth_token,
+                "moved": as_payload({nozzle: volume}),
+                "end_totals": as_payload({nozzle: end}),
+                "queued": True,
+            },
+        )
+
+    def _unseen_behind_head(self, status: StatusBlock) -> bool:
+        """The buffer holds more sales than the journal knows of, no sale of ours is open,
+        and the point still displays a finished sale that is neither the head nor known."""
+        book, head = self.ledger.book, status.last_sale
+        seq = status.cur_sale_seq
+        return (
+            self.ledger.open_sale is None
+            and status.fp_state is FPState.COMPLETED
+            and status.unpaid_count > len(book.payables) + len(book.uncleared)
+            and head is not None
+            and seq != head.seq
+            and seq not in book.payable_seqs
+            and seq not in self.ledger.orphan_seqs
+            and status.cur_auth_token not in book.uncleared
+            and status.cur_volume_ml > 0
+        )
 
     async def _clear_ours(self, head: SaleRecord, sale_id: str) -> None:
         """An earlier sale of ours, queued behind others, reached the head: clear it."""
