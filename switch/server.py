@@ -2,10 +2,15 @@
 
 ``fuelswitch serve --config switch.toml`` runs :class:`SwitchProcess` until SIGTERM/SIGINT.
 Start-up order matters for crash safety: the journal writer and the pumps come up (each pump
-runs its restart table in ``init``) before any order is re-driven, and the channels before the
-orders that will query them; the HTTP server opens last, so a provider's callback or a
-customer never reaches a switch that cannot act on it yet. The ready line (one JSON object on
-stdout) names the HTTP URL and the database, for the demo, tests and operators.
+runs its restart table in ``init``) before any order is re-driven, and the channels (with the
+operators' disabled channels kept disabled) before the orders that will query them; the HTTP
+server opens once all of these are up, so a provider's callback or a customer never reaches a
+switch that cannot act on it. The orders left open by the last run are re-driven in the
+background from then on: each is an actor whose first step looks things up before anything is
+re-sent, and a message for one not started yet starts it, so the switch need not wait for all
+of them before it is ready. The ready line (one JSON object on stdout) names the HTTP URL and
+the database, for the demo, tests and operators; the ``switch.ready`` log line says how long
+each step of the start took.
 
 Stopping is the same order backwards, after a drain (:mod:`switch.drain`): ``request_stop``
 (SIGTERM) stops taking orders and waits, within ``[shutdown] grace_s``, for the orders under
@@ -40,7 +45,7 @@ from switch.admin import AdminContext, reapply_channel_switches, switch_commands
 from switch.api import Admission, AdmissionLimits, LagMeter, TokenSigner, mount_api
 from switch.config import StationEntry, SwitchConfig
 from switch.health import ReadinessProbe
-from switch.http import create_app, serve_http
+from switch.http import BoundServer, create_app, serve_http
 from switch.payments.callbacks import AppliedCallback, CallbackProcessor, routing_keys
 from switch.payments.live_channels import LiveChannels
 from switch.pricing import PromotionBook
@@ -50,7 +55,7 @@ from switch.stations.prices import apply_due_price_sets
 from switch.stations.reference import seed_reference
 from switch.store import Database, Store, migrate, open_store, server_urls
 from switch.store.bus import OrderUpdates
-from switch.store.journal import Journal, PreloadingJournal, journal_writer_spec
+from switch.store.journal import Journal, PreloadingJournal, StreamHead, journal_writer_spec
 
 from .drain import DrainReport, StopPlan, wait_for_orders
 from .orders import (
@@ -189,6 +194,7 @@ class SwitchProcess:
         task_status: trio.TaskStatus[dict[str, Any]],
     ) -> None:
         config = self.config
+        phases = _Phases()
         stations = [station_spec(s.station_config(), journal) for s in config.stations]
         await system.start_child(
             ChildSpec(
@@ -206,6 +212,7 @@ class SwitchProcess:
             # with the chain instead of cutting a large start-up short.
             timeout=START_BASE_S + START_PER_PUMP_S * sum(s.pumps for s in config.stations),
         )
+        phases.mark("stations")
         channel_configs = {entry.config.name: entry.config for entry in config.channels}
         live = LiveChannels()
         await start_channels(system, channel_configs.values(), make_channel=live)
@@ -250,9 +257,16 @@ class SwitchProcess:
             for applied in await apply_due_price_sets(store.db):
                 await service.push_prices(applied.station_id)
 
+        # The URL is fixed already (``run`` picked the port): the context serves the admin
+        # socket later, and first puts back the operators' channel switches, before any
+        # order (recovered or new) routes a payment, while the database is still quiet.
+        url = BoundServer(config.http.host, config.http.port).url
+        admin = AdminContext.build(config, system, store.db, service, router, self, url)
+        await reapply_channel_switches(admin)
         await system.start_child(ChildSpec("sweeper", lambda: Sweeper(directory, also=prices_due)))
+        phases.mark("channels_orders")
         await _push_prices(service, system, store.db, config.stations)
-        recovered = await recover_orders(store.db, journal, directory, heads=open_orders)
+        phases.mark("prices")
 
         processor = CallbackProcessor(
             store,
@@ -289,6 +303,17 @@ class SwitchProcess:
             admission=admission,
         )
         async with trio.open_nursery() as nursery:
+            # Recovered orders are actors that carry on by themselves: each one's first step
+            # looks up what the providers and the pumps say before anything is re-sent
+            # (invariant 7), whether the HTTP server is up or not. So the switch does not
+            # wait for them to be started to take traffic: a callback or a request for one
+            # not started yet starts it (the directory's ``ensure``), as for a passivated
+            # order. A stop cuts the recovery short; the orders left wait for the next start.
+            recovery_scope = trio.CancelScope()
+            nursery.start_soon(
+                _recover_in_background, store.db, journal, directory, open_orders, recovery_scope
+            )
+            nursery.start_soon(_cancel_on, self.shutdown, recovery_scope)
             # The lag meter goes with the HTTP server: both end when the nursery does.
             lag_scope = trio.CancelScope()
             await nursery.start(_run_until, meter.run, lag_scope)
@@ -296,8 +321,6 @@ class SwitchProcess:
             bound = await nursery.start(
                 partial(serve_http, app, config.http.host, config.http.port, shutdown=self.shutdown)
             )
-            admin = AdminContext.build(config, system, store.db, service, router, self, bound.url)
-            await reapply_channel_switches(admin)
             # The admin socket stays up through a drain (operators watch it) and goes with
             # the HTTP server once the switch stops.
             admin_scope = trio.CancelScope()
@@ -312,7 +335,9 @@ class SwitchProcess:
             self.runtime = SwitchRuntime(
                 config, store, system, journal, router, directory, service, bound.url
             )
-            log.info("switch.ready", http=bound.url, recovered=recovered)
+            recovering = len(open_orders)
+            phases.mark("http_admin")
+            log.info("switch.ready", http=bound.url, recovering=recovering, phases_s=phases.took)
             task_status.started(
                 {
                     "http": bound.url,
@@ -321,7 +346,7 @@ class SwitchProcess:
                     "database": database_url.rsplit("@", 1)[-1],
                     "stations": len(config.stations),
                     "channels": sorted(channel_configs),
-                    "recovered_orders": recovered,
+                    "recovered_orders": recovering,
                 }
             )
             await _first_of(self._stop_requested, self.shutdown)
@@ -333,6 +358,39 @@ class SwitchProcess:
                     directory, deadline=deadline, hurry=self._hurry
                 )
                 self.shutdown.set()  # the HTTP server stops accepting; the nursery then ends
+
+
+class _Phases:
+    """How long each step of the start took (seconds), for the ready line: a slow start
+    says where its time went."""
+
+    def __init__(self) -> None:
+        self.took: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.took[name] = round(now - self._last, 3)
+        self._last = now
+
+
+async def _recover_in_background(
+    db: Database,
+    journal: Journal,
+    directory: OrderDirectory,
+    heads: Sequence[StreamHead],
+    scope: trio.CancelScope,
+) -> None:
+    """:func:`recover_orders` while the switch serves; a failure is logged, not fatal: the
+    orders it did not start are started by the first message for them, or the next start."""
+    started = time.monotonic()
+    with scope:
+        try:
+            count = await recover_orders(db, journal, directory, heads=heads)
+        except Exception as exc:
+            log.exception("orders.recovery_failed", error=str(exc))
+            return
+        log.info("orders.recovery_done", count=count, took_s=round(time.monotonic() - started, 3))
 
 
 async def _push_prices(

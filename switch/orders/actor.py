@@ -31,7 +31,7 @@ import structlog
 from actors import NOREPLY, Reply
 from devices.pump_messages import PumpEvent
 from switch.service import Conflict, RefundView, ServiceError
-from switch.store.orders import insert_order, update_order
+from switch.store.orders import insert_order, update_order, update_order_row
 
 from .deps import pump_address
 from .messages import Cancel, PaymentUpdate, RequestRefund, Tick, Wake
@@ -65,11 +65,14 @@ class OrderActor(PumpSteps):
         if order is None:
             raise LookupError(f"order {self.order_id} has no journal")
         self.order = order
-        created_at = events[0].recorded_at
         # The projection row follows the journal; a crash between them is repaired here.
-        await insert_order(self.deps.db, {**order.data.to_json(), "created_at": created_at})
+        # The row is nearly always there already: one round trip then (a recovery starts
+        # many orders at once, and each waits for this before it may look anything up).
         projection = self._projection()
-        await update_order(self.deps.db, self.order_id, projection)
+        if await update_order_row(self.deps.db, self.order_id, projection) is None:
+            created_at = events[0].recorded_at
+            await insert_order(self.deps.db, {**order.data.to_json(), "created_at": created_at})
+            await update_order(self.deps.db, self.order_id, projection)
         self._projected = projection
         self._schedule(0.0)
 

@@ -5,8 +5,10 @@ Theory of operation
 The journal knows which orders are not terminal (``journal_streams``). Each is started again;
 its actor's ``init`` folds the journal and its first step asks the attempt rows, the providers
 and the pumps what happened while the switch was down (ARCHITECTURE.md invariant 7). Nothing
-is re-sent before it was looked up. Orders are started a few at a time, so a switch that died
-with thousands in flight comes back without a stampede on the providers. The caller may pass
+is re-sent before it was looked up. Orders are started up to ``concurrency`` at a time: an
+order's start is its journal (preloaded) and one write of its row, so they mostly wait on the
+database pool, which bounds them anyway; started few at a time behind a busy pool (the switch
+takes traffic while it recovers), a few hundred took close to a minute. The caller may pass
 the open streams it already listed: the switch does, having given the orders a
 :class:`~switch.store.journal.PreloadingJournal` over them, so that their actors' first loads
 are one query in all.
@@ -40,7 +42,7 @@ async def recover_orders(
     journal: Journal,
     directory: OrderDirectory,
     *,
-    concurrency: int = 16,
+    concurrency: int = 128,
     heads: Sequence[StreamHead] | None = None,
 ) -> int:
     await db.execute(
