@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 from .layout import Layout, LayoutError
@@ -204,7 +205,24 @@ def decode_status(regs: Sequence[int]) -> StatusBlock:
     return StatusBlock(*values)
 
 
+_STATUS_VALUES = attrgetter(*_STATUS_NAMES)
+_SALE_VALUES = attrgetter(*_SALE_NAMES)
+_NO_SALE = (0,) * len(_SALE_NAMES)  # LAST_SALE_* read as zeros when the buffer is empty
+
+
 def encode_status(status: StatusBlock) -> list[int]:
+    """The status block's registers. Runs for every poll the simulator answers: one
+    struct pack through the layout; a value that does not fit (or is not an int) takes
+    the field-by-field path, which names the field in its :class:`CodecError`."""
+    sale = status.last_sale
+    values = _STATUS_VALUES(status) + (_NO_SALE if sale is None else _SALE_VALUES(sale))
+    try:
+        return list(_STATUS_LAYOUT.pack(values))
+    except LayoutError:
+        return _encode_status_by_field(status)
+
+
+def _encode_status_by_field(status: StatusBlock) -> list[int]:
     values: dict[str, int] = {k: int(v) for k, v in asdict(status).items() if k != "last_sale"}
     sale = status.last_sale
     for name in _SALE_NAMES:

@@ -6,6 +6,10 @@ block; packing the 57 registers into bytes and unpacking them with one precompil
 format (16-bit fields as ``H``, 32-bit as ``I``, 64-bit as ``Q``, unused registers
 skipped) costs about 2 us, and the field table stays the single description of the map.
 Packing also checks that every value is a 16-bit word, which the slow path did by hand.
+
+The simulator answers the same block thousands of times a second, so the layout also
+runs the other way (:meth:`Layout.pack`): field values in, registers out, in one pack
+and one unpack instead of a dictionary of fields assembled word by word.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class LayoutError(ValueError):
 class Layout:
     """``unpack(regs)`` returns the table's fields in table order, as ints."""
 
-    __slots__ = ("_fields", "_pack", "_unpack", "count", "names")
+    __slots__ = ("_fields", "_pack", "_pack_fields", "_unpack", "_unpack_words", "count", "names")
 
     def __init__(self, fields: Sequence[Field], start: int, count: int) -> None:
         ordered = sorted(fields, key=lambda f: f.address)
@@ -45,8 +49,9 @@ class Layout:
             parts.append(f"{2 * (start + count - at)}x")
         self.count = count
         self.names = tuple(f.name for f in fields)
-        self._pack = struct.Struct(f">{count}H").pack
-        self._unpack = struct.Struct("".join(parts)).unpack
+        words, layout = struct.Struct(f">{count}H"), struct.Struct("".join(parts))
+        self._pack, self._unpack_words = words.pack, words.unpack
+        self._pack_fields, self._unpack = layout.pack, layout.unpack
         self._fields = tuple(fields)
 
     def unpack(self, regs: Sequence[int]) -> tuple[int, ...]:
@@ -58,3 +63,12 @@ class Layout:
             bad = next((r for r in regs if not isinstance(r, int) or not 0 <= r <= 0xFFFF), None)
             raise LayoutError(f"register value {bad!r} is not a 16-bit word") from None
         return self._unpack(raw)
+
+    def pack(self, values: Sequence[int]) -> tuple[int, ...]:
+        """The registers holding ``values`` (the table's fields in table order; unused
+        registers are 0). A value that does not fit its field is a :class:`LayoutError`."""
+        try:
+            raw = self._pack_fields(*values)
+        except struct.error as exc:
+            raise LayoutError(f"a value does not fit its field: {exc}") from None
+        return self._unpack_words(raw)

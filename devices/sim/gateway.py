@@ -104,7 +104,13 @@ class Gateway:
                     if isinstance(event, Garbage):
                         self._garbage += 1
                         log.info("sim.garbage", station=self.station, reason=event.reason)
-                    else:
+                        continue
+                    # Queue a burst without yielding between its requests (``send`` is a
+                    # checkpoint): the answering task then finds them all and answers
+                    # them in one write, instead of one write per request.
+                    try:
+                        requests.send_nowait(event)
+                    except trio.WouldBlock:
                         await requests.send(event)
         except LINK_ERRORS as exc:
             log.info("sim.connection_lost", station=self.station, error=repr(exc))

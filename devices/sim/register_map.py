@@ -161,23 +161,26 @@ class RegisterMap:
 
     def _read(self, request: Request) -> tuple[int, ...]:
         address, count = request.address, request.count
-        if request.function is FunctionCode.READ_INPUT_REGISTERS:
-            blocks: tuple[tuple[Block, Callable[[], list[int]]], ...] = (
-                (STATUS, lambda: encode_status(self.point.status())),
-                (TOTALS, lambda: encode_totals(self.point.totals())),
-                (CONFIG, lambda: encode_config(self.point.config())),
-            )
-        else:
-            blocks = (
-                (COMMAND, self._command_words),
-                (PRICES, lambda: _price_words(self.point.staged_prices)),
-                (SETTINGS, lambda: encode_settings(self.point.settings_block())),
-            )
-        for block, words in blocks:
+        for block, words in _READABLE[request.function]:
             if block.holds(address, count):
                 offset = address - block.start
-                return tuple(words()[offset : offset + count])
+                return tuple(words(self)[offset : offset + count])
         raise Refused(ExceptionCode.ILLEGAL_ADDRESS, f"no registers at {address}..+{count}")
+
+    def _status_words(self) -> Sequence[int]:
+        return encode_status(self.point.status())
+
+    def _totals_words(self) -> Sequence[int]:
+        return encode_totals(self.point.totals())
+
+    def _config_words(self) -> Sequence[int]:
+        return encode_config(self.point.config())
+
+    def _prices_words(self) -> Sequence[int]:
+        return _price_words(self.point.staged_prices)
+
+    def _settings_words(self) -> Sequence[int]:
+        return encode_settings(self.point.settings_block())
 
     def _command_words(self) -> list[int]:
         if self.point.boot_count != self._boot_count:  # the block is RAM
@@ -252,3 +255,19 @@ class RegisterMap:
             )
         except (CodecError, ValueError) as exc:
             raise Refused(ExceptionCode.ILLEGAL_VALUE, str(exc)) from None
+
+
+# What each read function may read: block -> its registers now. A table built once, not
+# closures per request: the simulator answers a status read per pump per second.
+_READABLE: dict[FunctionCode, tuple[tuple[Block, Callable[[RegisterMap], Sequence[int]]], ...]] = {
+    FunctionCode.READ_INPUT_REGISTERS: (
+        (STATUS, RegisterMap._status_words),
+        (TOTALS, RegisterMap._totals_words),
+        (CONFIG, RegisterMap._config_words),
+    ),
+    FunctionCode.READ_HOLDING_REGISTERS: (
+        (COMMAND, RegisterMap._command_words),
+        (PRICES, RegisterMap._prices_words),
+        (SETTINGS, RegisterMap._settings_words),
+    ),
+}

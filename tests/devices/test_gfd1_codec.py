@@ -40,6 +40,7 @@ from devices.gfd1 import (
     encode_status,
     encode_totals,
 )
+from devices.gfd1.codec import _encode_status_by_field
 from devices.gfd1.layout import Layout, LayoutError
 from devices.gfd1.registers import Field
 
@@ -192,7 +193,9 @@ def test_malformed_register_lists_are_codec_errors() -> None:
     )
 )
 def test_status_round_trips(block: StatusBlock) -> None:
-    assert decode_status(encode_status(block)) == block
+    regs = encode_status(block)
+    assert decode_status(regs) == block
+    assert regs == _encode_status_by_field(block)  # the one-struct path and the slow one agree
 
 
 @settings(max_examples=100, deadline=None)
@@ -299,6 +302,18 @@ def test_a_layout_unpacks_its_field_table_in_one_struct() -> None:
         Layout((Field("a", 10, 2), Field("b", 11, 1)), 10, 20)
     with pytest.raises(ValueError, match="past the end"):
         Layout(fields, 10, 5)
+
+
+def test_a_layout_packs_field_values_into_registers_in_one_struct() -> None:
+    fields = (Field("a", 10, 1), Field("b", 12, 2), Field("c", 14, 4))  # register 11 unused
+    layout = Layout(fields, 10, 20)
+    regs = layout.pack((7, 0x10002, 3))
+    assert regs == (7, 0, 1, 2, 0, 0, 0, 3, *[0] * 12)
+    assert layout.unpack(regs) == (7, 0x10002, 3)
+    with pytest.raises(LayoutError, match="does not fit"):
+        layout.pack((0x10000, 0, 0))
+    with pytest.raises(LayoutError, match="does not fit"):
+        layout.pack((1, 2))
 
 
 def test_sale_words_are_not_judged_when_the_payable_buffer_is_empty() -> None:
