@@ -13,6 +13,7 @@ always what a restarted actor would rebuild from the journal.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -60,14 +61,27 @@ def pump_view(status: StatusBlock, totals: tuple[NozzleTotals, ...]) -> PumpView
     )
 
 
-def next_poll(ideal: float, interval: float, now: float, quantum: float) -> tuple[float, float]:
+def next_poll(
+    ideal: float, interval: float, now: float, quantum: float, phase: float | None = None
+) -> tuple[float, float]:
     """The fixed-rate schedule's next point, and when to poll for it: ``(ideal, due)``.
 
     ``ideal`` advances by ``interval`` from where it was (``-inf`` before the first poll,
     which sets the phase), restarting from ``now`` when it fell behind; ``due`` is it
     rounded up to the grid of ``quantum`` (at most a quarter of the interval).
+
+    With a ``phase`` (a fraction of the interval), the schedule is instead held on the
+    beat ``phase * interval + k * interval``: the beat nearest the next point, never
+    before ``now``. Pumps given the same phase poll at the same instant, whatever they
+    did before; one that comes off another rate joins the beat after 0.5 to 1.5 intervals.
     """
     ideal = now + interval if ideal == -math.inf else max(ideal + interval, now)
+    if phase is not None and interval > 0:
+        beat = phase * interval
+        aligned = beat + round((ideal - beat) / interval) * interval
+        if aligned < now:
+            aligned += interval
+        return aligned, aligned
     step = min(quantum, interval / 4)
     due = math.ceil(ideal / step) * step if step > 0 else ideal
     return ideal, due
@@ -109,6 +123,7 @@ class PumpBase(Actor):
         self._poll_timer: Timer | None = None
         self._poll_again = False  # the poll changed something: look again at once
         self._poll_ideal = -math.inf  # the fixed-rate schedule, before rounding to the grid
+        self._poll_phase: float | None = None  # the station's beat for idle polls
         self._unreachable_since: float | None = None
         self._unreachable_alerted = False
         self._last_progress = -math.inf
@@ -204,8 +219,27 @@ class PumpBase(Actor):
             self._poll_soon(0.0)
             return
         now = trio.current_time()
-        self._poll_ideal, due = next_poll(self._poll_ideal, interval, now, self.poll_quantum_s)
+        phase = None if live else self._station_phase()
+        self._poll_ideal, due = next_poll(
+            self._poll_ideal, interval, now, self.poll_quantum_s, phase
+        )
         self._poll_soon(max(0.0, due - now))
+
+    def _station_phase(self) -> float:
+        """Where in the idle interval this pump's station polls, from the station's name.
+
+        Idle pumps of one station poll together, on the station's beat: their requests
+        leave in one write and the gateway's replies come back in one read, on both
+        sides of the wire, instead of a write and a read per pump spread over the grid
+        (with thousands of idle pumps, system calls and wake-ups were most of the cost).
+        The stations' beats are spread over the interval by a hash of their names, so
+        the chain does not poll in one burst. Pumps outside a station share their
+        supervisor's beat.
+        """
+        if self._poll_phase is None:
+            parent = "/".join(self.address.parts[:-1]) or str(self.address)
+            self._poll_phase = zlib.crc32(parent.encode()) / 2**32
+        return self._poll_phase
 
     # -- reachability ----------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -36,3 +37,33 @@ def test_the_grid_is_at_most_a_quarter_of_the_interval_and_none_when_flat_out() 
     assert due == pytest.approx(1.3125)
     assert next_poll(1.0, 0.0, 2.5, 0.1) == (2.5, 2.5)  # interval 0: poll again at once
     assert next_poll(1.0, 1.0, 1.5, 0.0) == (2.0, 2.0)  # quantum 0: no grid
+
+
+def test_pumps_on_one_beat_poll_at_the_same_instant_whatever_they_did_before() -> None:
+    # Idle pumps of a station share a phase: their polls leave in one write. Pumps that
+    # started at different moments, or came off the active rate, land on the same beat.
+    started = [(-math.inf, 5.0 + k / 7) for k in range(7)]
+    from_active = [(12.3 + k / 10, 12.5) for k in range(5)]
+    for ideal, now in started + from_active:
+        new_ideal, due = next_poll(ideal, 1.0, now, 0.1, phase=0.25)
+        assert due == new_ideal >= now
+        assert due - 0.25 == pytest.approx(round(due - 0.25), abs=1e-9)  # on the beat
+        if ideal != -math.inf:
+            assert 0.5 - 1e-9 <= due - ideal <= 1.5 + 1e-9  # joins after 0.5-1.5 intervals
+    dues = {next_poll(ideal, 1.0, now, 0.1, phase=0.25)[1] for ideal, now in from_active}
+    assert dues == {13.25}  # the beat nearest the next point: all at once
+
+
+def test_a_beat_keeps_its_rate_without_drift_and_restarts_after_falling_behind() -> None:
+    ideal, due = next_poll(-math.inf, 1.0, 100.0, 0.1, phase=0.6)
+    assert due == pytest.approx(100.6)
+    beats = [due]
+    for _ in range(1000):
+        ideal, due = next_poll(ideal, 1.0, due + 0.03, 0.1, phase=0.6)
+        beats.append(due)
+    assert beats[-1] == pytest.approx(1100.6)  # computed from the beat: no drift
+    assert {round(b - a, 9) for a, b in itertools.pairwise(beats)} == {1.0}
+    # a command kept the actor busy for 6 s: the next beat not before now, no burst
+    ideal, due = next_poll(ideal, 1.0, ideal + 6.2, 0.1, phase=0.6)
+    assert due == pytest.approx(1107.6)
+    assert next_poll(1.0, 0.0, 2.5, 0.1, phase=0.6) == (2.5, 2.5)  # interval 0: at once
