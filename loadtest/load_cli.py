@@ -81,6 +81,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--arrivals", choices=["poisson", "fixed"], default="poisson", help="arrival process")
     add("--postpay-share", type=float, default=0.2, metavar="F", help="post-pay share (0.2)")
     add("--speed", type=_positive_float, default=4.0, metavar="X", help="pump clock speed-up")
+    add(
+        "--idle-poll-s",
+        type=_positive_float,
+        metavar="S",
+        help="seconds between the switch's polls of an idle pump (default: the switch's own)",
+    )
     add("--seed", type=int, default=1, metavar="S")
     add(
         "--faults",
@@ -142,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         poisson=args.arrivals == "poisson",
         postpay_share=args.postpay_share,
         speed=args.speed,
+        idle_poll_s=args.idle_poll_s,
         faults=args.faults,
         kill_at_s=args.kill_switch_at,
         switch_cpus=args.switch_cpus,

@@ -46,6 +46,7 @@ from .world import (
     create_database,
     pin,
     start_world,
+    switch_idle_poll_s,
     wait_ready,
 )
 
@@ -67,6 +68,7 @@ class LoadOptions:
     poisson: bool = True
     postpay_share: float = 0.2
     speed: float = 4.0
+    idle_poll_s: float | None = None  # None: the switch's own
     faults: FaultPlan = field(default_factory=FaultPlan)
     kill_at_s: float | None = None
     switch_cpus: frozenset[int] | None = None
@@ -200,6 +202,7 @@ def _facts(
         "retries": driver.state.retries,
         "requests_per_arrival": round(driver.state.requests / arrived, 2),
         "cpu_affinity": pinned,
+        "idle_poll_s": options.idle_poll_s or switch_idle_poll_s(),
     }
     if options.load_cpus:
         extra["load_cpus_pinned"] = set(os.sched_getaffinity(0)) == set(options.load_cpus)
@@ -252,6 +255,7 @@ async def run_loadtest(options: LoadOptions, urls: ServerUrls | None) -> int:
                     pumps=options.pumps,
                     postpay=postpay_pumps(options.pumps, options.postpay_share),
                     speed=options.speed,
+                    idle_poll_s=options.idle_poll_s,
                     seed=options.seed,
                     log_level=options.log_level,
                     switch_cpus=options.switch_cpus,

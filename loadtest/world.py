@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import trio
 
-from switch.config import LoggingSection, SwitchConfig, dump_config, load_config
+from switch.config import LoggingSection, StationEntry, SwitchConfig, dump_config, load_config
 from switch.demo.procs import READY_TIMEOUT_S, ChildProcess, DemoError
 from switch.demo.sims import ProviderControl, PumpControl
 from switch.demo.world import build_config, station_id
@@ -62,6 +62,14 @@ class WorldSpec:
     log_level: str = "info"
     switch_cpus: frozenset[int] | None = None
     load_cpus: frozenset[int] | None = None
+    idle_poll_s: float | None = None  # the stations' idle poll interval; None: the switch's
+
+
+def switch_idle_poll_s() -> float:
+    """The switch's own idle poll interval: a station's ``idle_poll_s`` when not set."""
+    default = next(f.default for f in dataclasses.fields(StationEntry) if f.name == "idle_poll_s")
+    assert isinstance(default, float)
+    return default
 
 
 def pin(pid: int, cpus: frozenset[int] | None) -> None:
@@ -222,7 +230,14 @@ async def start_world(
     ).with_http(port=free_port())
     # Ten requests in flight per gateway connection: the simulator answers them in parallel,
     # and 5,000 pumps polled one request at a time cost the switch far more CPU when idle.
-    stations = tuple(dataclasses.replace(s, max_in_flight=10) for s in config.stations)
+    stations = tuple(
+        dataclasses.replace(
+            s,
+            max_in_flight=10,
+            idle_poll_s=s.idle_poll_s if spec.idle_poll_s is None else spec.idle_poll_s,
+        )
+        for s in config.stations
+    )
     world.config = config = dataclasses.replace(
         config, logging=LoggingSection(level=spec.log_level), stations=stations
     )

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from loadtest.load_report import REQUIRED_KEYS
-from switch.config import Settings
+from loadtest.world import switch_idle_poll_s
+from switch.config import Settings, load_config
 from switch.store import ServerUrls
 
 
@@ -68,15 +69,18 @@ def test_small_run_sells_and_balances(servers: ServerUrls, tmp_path: Path) -> No
     )
     assert result["cpu_ms_per_sale_by_process"]["switch"] > 0
     assert result["accepted"] >= result["completed"]
+    assert result["idle_poll_s"] == switch_idle_poll_s() == 1.0  # what the switch polled at
 
 
 def test_sigkill_mid_run_recovers_and_settles_once(servers: ServerUrls, tmp_path: Path) -> None:
     out = tmp_path / "kill"
     result = _loadtest(
         servers, out, "--rate", "2", "--duration", "10", "--kill-switch-at", "4",
-        "--arrivals", "fixed",
+        "--arrivals", "fixed", "--idle-poll-s", "0.5",
     )  # fmt: skip
     _check_common(result, out)
+    assert result["idle_poll_s"] == 0.5
+    assert {s.idle_poll_s for s in load_config(out / "switch.toml", {}).stations} == {0.5}
     assert result["recovery_s"] is not None
     assert result["restart_ready_s"] is not None
     assert result["kill_at_s"] is not None
