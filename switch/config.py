@@ -106,13 +106,14 @@ class OrdersSection:
     sale_deadline_s: float = 1800.0  # authorized but never completed: release, alert
     passivate_after_s: float = 30.0
     # Admission control (switch.api.admission): new orders are refused with 503 overloaded
-    # while this many orders are live, this many creates are under way, or while the event
-    # loop runs this late (smoothed);
+    # while this many orders are live, this many creates are under way, while the event
+    # loop runs this late, or while a database call takes this long (both smoothed);
     # 0 disables a bound. A prepay order per pump plus post-pay ones: well above a busy
     # chain's live orders, low enough that a flood cannot pile up orders the switch cannot move.
     max_open: int = 2000
-    max_creating: int = 64  # creates admitted and not answered yet
+    max_creating: int = 16  # creates admitted and not answered yet
     max_lag_ms: int = 500
+    max_store_ms: int = 250
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,7 @@ _ORDER_BOUNDS = {
     "max_open": "FUELSWITCH_ORDERS_MAX_OPEN",
     "max_creating": "FUELSWITCH_ORDERS_MAX_CREATING",
     "max_lag_ms": "FUELSWITCH_ORDERS_MAX_LAG_MS",
+    "max_store_ms": "FUELSWITCH_ORDERS_MAX_STORE_MS",
 }
 
 

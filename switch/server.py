@@ -292,8 +292,11 @@ class SwitchProcess:
             max_open=config.orders.max_open,
             max_creating=config.orders.max_creating,
             max_lag_s=config.orders.max_lag_ms / 1000,
+            max_store_s=config.orders.max_store_ms / 1000,
         )
-        admission = Admission(limits, directory.open_orders, meter)
+        admission = Admission(
+            limits, directory.open_orders, meter, store_latency=store.db.latency_s
+        )
         mount_api(
             app,
             service=service,

@@ -45,6 +45,7 @@ from channels.model import HttpReply, Provider
 from ops.metrics import CONTENT_TYPE, METRICS, Metrics
 from switch.health import Readiness
 from switch.payments.callbacks import CallbackProcessor, problem_reply
+from switch.store.errors import StoreUnavailable
 
 __all__ = ["PROBLEM_JSON", "REQUEST_ID", "BodyLimits", "create_app", "problem", "request_id"]
 
@@ -239,6 +240,20 @@ def create_app(
             "the switch is too busy to answer now; try again shortly",
             instance=request.url.path,
             headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> Response:
+        # The database did not answer (in time): the outcome of a write in flight is
+        # unknown, which the journal and recovery settle; the client retries with the same
+        # Idempotency-Key and gets the one answer.
+        log.warning("http.store_unavailable", path=request.url.path, error=str(exc))
+        return problem(
+            503,
+            "the switch's database is not answering in time; try again shortly "
+            "(with the same Idempotency-Key)",
+            instance=request.url.path,
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(RequestValidationError)

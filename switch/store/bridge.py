@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -83,17 +84,31 @@ def map_redis_error(exc: BaseException) -> StoreError:
 
 
 class _Aio:
-    """Runs asyncio coroutines on the store's loop from trio, mapping their errors."""
+    """Runs asyncio coroutines on the store's loop from trio, mapping their errors.
+
+    It also keeps how long a call takes, from trio's side (queueing on the store's loop and
+    for a pooled connection included), smoothed: the switch's admission control sheds new
+    orders when the store falls behind, before journal commits start to time out."""
+
+    LATENCY_ALPHA = 0.05  # weight of one call in the smoothed latency
 
     def __init__(self, loop: trio_asyncio.TrioEventLoop, mapper: Callable[..., StoreError]) -> None:
         self.loop = loop
         self.mapper = mapper
+        self.in_flight = 0
+        self.latency_s = 0.0
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        started = time.perf_counter()
+        self.in_flight += 1
         try:
             result: T = await self.loop.run_aio_coroutine(fn(*args, **kwargs))
         except Exception as exc:
             raise self.mapper(exc) from exc
+        finally:
+            self.in_flight -= 1
+            took = time.perf_counter() - started
+            self.latency_s += self.LATENCY_ALPHA * (took - self.latency_s)
         return result
 
 
@@ -164,8 +179,16 @@ class Database(_Queries):
 
     def __init__(self, aio: _Aio, pool: Any) -> None:
         self._aio = aio
+        self._bridge = aio
         self._target = pool
         self._pool = pool
+
+    def latency_s(self) -> float:
+        """Smoothed time of a call as trio sees it (loop and pool queueing included)."""
+        return self._bridge.latency_s
+
+    def calls_in_flight(self) -> int:
+        return self._bridge.in_flight
 
     @asynccontextmanager
     async def transaction(self, *, isolation: str = "read_committed") -> AsyncIterator[Transaction]:

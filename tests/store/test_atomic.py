@@ -93,3 +93,14 @@ async def test_pooled_connections_are_released_without_a_reset_query(
     assert f"SELECT 1 AS {marker}" in last
     assert not any("RESET ALL" in q for q in last)
     assert await settled(store.db, OUR_OPEN_TRANSACTIONS) == 0
+
+
+async def test_the_database_keeps_its_smoothed_call_time(store: Store) -> None:
+    """What admission control reads: every call moves the average, none is left in flight."""
+    assert store.db.calls_in_flight() == 0
+    before = store.db.latency_s()
+    for _ in range(20):
+        await store.db.fetchval("SELECT pg_sleep(0.01)")
+    assert store.db.latency_s() > before
+    assert store.db.latency_s() > 0.0
+    assert store.db.calls_in_flight() == 0

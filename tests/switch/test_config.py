@@ -451,7 +451,8 @@ def test_bad_operations_values(tmp_path: Path, section: str, message: str) -> No
 def test_admission_bounds(tmp_path: Path) -> None:
     defaults = load(tmp_path)
     assert (defaults.orders.max_open, defaults.orders.max_lag_ms) == (2000, 500)
-    assert defaults.orders.max_creating == 64
+    assert defaults.orders.max_creating == 16
+    assert defaults.orders.max_store_ms == 250
     text = replaced(
         "passivate_after_s = 30", "passivate_after_s = 30\nmax_open = 1\nmax_lag_ms = 0"
     )

@@ -15,6 +15,7 @@ from actors import CallTimeout
 from channels.model import CallbackEvent, Provider
 from switch.http import PROBLEM_JSON, BodyLimits, create_app
 from switch.store import Store
+from switch.store.errors import StoreUnavailable
 from tests.switch.callback_harness import (
     StubVerifier,
     alerts,
@@ -51,6 +52,10 @@ def extend(app: FastAPI) -> None:
     @app.get("/test/busy")
     async def busy() -> dict[str, str]:
         raise CallTimeout("journal", 10.0)
+
+    @app.get("/test/store-down")
+    async def store_down() -> dict[str, str]:
+        raise StoreUnavailable("journal commit took over 15s; outcome unknown")
 
 
 async def new_order(store: Store, channel: str, provider: Provider = WECHAT) -> str:
@@ -300,3 +305,16 @@ async def test_an_actor_that_does_not_answer_is_a_503_not_a_crash(store: Store) 
     document = assert_problem(reply, 503)
     assert reply.headers["retry-after"] == "1"
     assert "journal" not in str(document["detail"])
+
+
+async def test_a_database_that_does_not_answer_is_a_503_not_a_crash() -> None:
+    app = create_app()
+    extend(app)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://switch"
+    ) as client:
+        reply = await client.get("/test/store-down")
+    document = assert_problem(reply, 503)
+    assert reply.headers["retry-after"] == "2"
+    assert "Idempotency-Key" in str(document["detail"])
+    assert "15s" not in str(document["detail"])  # the internals stay in the log

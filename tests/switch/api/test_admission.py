@@ -52,9 +52,29 @@ def test_creates_in_progress_at_the_bound_are_shed() -> None:
     assert "4 orders are being created now" in shed.detail
 
 
+def test_a_slow_database_is_shed() -> None:
+    limits = AdmissionLimits(max_open=10, max_lag_s=0.5, max_store_s=0.25)
+    assert decide(limits, 0, 0.0, store_s=0.2) is None
+    shed = decide(limits, 0, 0.0, store_s=1.5)
+    assert shed is not None and shed.reason is Overload.STORE_LATENCY
+    assert "database calls take 1500 ms" in shed.detail and "250 ms" in shed.detail
+
+
+def test_the_gate_reads_the_database_latency_it_is_given() -> None:
+    latency = [0.0]
+    gate = Admission(AdmissionLimits(max_store_s=0.1), lambda: 0, store_latency=lambda: latency[0])
+    assert gate.check() is None
+    gate.done()
+    latency[0] = 0.4
+    shed = gate.check()
+    assert shed is not None and shed.reason is Overload.STORE_LATENCY
+    assert gate.shed["store_latency"] == 1
+    assert gate.statistics()["store_latency_ms"] == 400.0
+
+
 def test_zero_disables_a_bound() -> None:
-    off = AdmissionLimits(max_open=0, max_creating=0, max_lag_s=0.0)
-    assert decide(off, 10**6, 60.0, creating=10**6) is None
+    off = AdmissionLimits(max_open=0, max_creating=0, max_lag_s=0.0, max_store_s=0.0)
+    assert decide(off, 10**6, 60.0, creating=10**6, store_s=60.0) is None
     assert decide(AdmissionLimits(max_open=0, max_lag_s=0.5), 10**6, 0.1) is None
 
 
@@ -108,7 +128,7 @@ def test_the_gate_counts_what_it_sheds() -> None:
     gate.done()
     live[0] = 2
     assert gate.check() is not None
-    assert gate.shed == {"open_orders": 1, "creating": 1, "loop_lag": 0}
+    assert gate.shed == {"open_orders": 1, "creating": 1, "loop_lag": 0, "store_latency": 0}
     assert seen == [Overload.CREATING, Overload.OPEN_ORDERS]
     stats = gate.statistics()
     assert stats["admitted"] == 2 and stats["open_orders"] == 2 and stats["creating"] == 0
@@ -169,7 +189,7 @@ async def test_over_max_open_a_new_order_is_503_overloaded_then_admitted_once_lo
         assert again.status_code == 201, again.text
         assert "idempotent-replayed" not in again.headers
         assert service.calls["create_order"] == 2
-        assert gate.shed == {"open_orders": 1, "creating": 0, "loop_lag": 0}
+        assert gate.shed == {"open_orders": 1, "creating": 0, "loop_lag": 0, "store_latency": 0}
         # Counted out when FastAPI closes the route's dependencies, just after the answer:
         # there is no event to wait on, so look again until it happened (bounded).
         with trio.fail_after(5):
@@ -208,7 +228,7 @@ async def test_a_retry_of_a_created_order_is_answered_from_the_key_store_even_wh
         assert retried.headers.get("idempotent-replayed") == "true"
         assert orjson.loads(retried.content)["id"] == orjson.loads(first.content)["id"]
         assert service.calls["create_order"] == 1
-        assert gate.shed == {"open_orders": 0, "creating": 0, "loop_lag": 0}
+        assert gate.shed == {"open_orders": 0, "creating": 0, "loop_lag": 0, "store_latency": 0}
         assert gate.creating == 0
         # A new key is still turned away.
         refused = await server.client.post(
