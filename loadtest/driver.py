@@ -12,9 +12,11 @@ should be over, pays the sale and follows the order the same way. A customer's t
 issued once per pump and reused (one customer at a pump at a time); bodies go out and come
 back through orjson, over the lean client of :mod:`loadtest.http_pool`.
 
-A 503 ``overloaded`` answer to an order creation is the switch turning the customer away
-(admission control): the customer is counted as ``shed``, leaves (the pump is free again)
-and is never retried: a retry would be load the switch just said it cannot take. Requests
+A 503 ``overloaded`` answer to a prepay order creation is the switch turning the customer
+away (admission control): the customer is counted as ``shed``, leaves (the pump is free
+again) and is never retried: a retry would be load the switch just said it cannot take. A
+post-pay customer has the fuel already and cannot leave: the payment is tried again after
+the pause the switch asks for, as long as the sale's time allows. Requests
 that fail in transport, or get another 503 (starting up, draining: a restart), are retried
 under the same Idempotency-Key with a doubling pause (``RETRY_FIRST_S`` .. ``RETRY_MAX_S``)
 until ``RETRY_FOR_S``, so a killed switch meets no retry storm; what still fails is an error
@@ -114,10 +116,19 @@ class Driver:
         return token
 
     async def _request(
-        self, token: str, method: str, path: str, body: Any = None, *, create: bool = False
+        self,
+        token: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        create: bool = False,
+        owed: bool = False,
     ) -> Any:
         """``create``: an order creation (an Idempotency-Key, kept across retries; a 503
-        ``overloaded`` raises :class:`Shed`)."""
+        ``overloaded`` raises :class:`Shed`). ``owed``: a payment for fuel already in the
+        tank: the customer cannot leave, so an ``overloaded`` answer is waited out (every
+        ``RETRY_MAX_S``, as long as the sale's own time allows) instead of counted as shed."""
         headers = [("Authorization", f"Bearer {token}")]
         content = b""
         if body is not None:
@@ -139,7 +150,11 @@ class Driver:
             if reply is not None and reply.status != 503:
                 raise RequestFailed(f"http_{reply.status}_{_problem(reply)}")
             if reply is not None and create and _problem(reply) == OVERLOADED:
-                raise Shed
+                if not owed:
+                    raise Shed
+                self.state.retries += 1
+                await trio.sleep(RETRY_MAX_S)
+                continue
             if trio.current_time() + pause > deadline:  # down too long, or 503 throughout
                 raise RequestFailed("transport" if reply is None else "http_503_" + _problem(reply))
             self.state.retries += 1  # killed, starting up or draining: the same key again
@@ -198,9 +213,13 @@ class Driver:
     def _fill_s(self, arrival: Arrival) -> float:
         return arrival.litres_ml / FLOW_ML_S / self.speed
 
-    async def _send(self, arrival: Arrival, token: str, path: str, body: Any) -> dict[str, Any]:
+    async def _send(
+        self, arrival: Arrival, token: str, path: str, body: Any, *, owed: bool = False
+    ) -> dict[str, Any]:
         sent = self.now_s()
-        view: dict[str, Any] = await self._request(token, "POST", path, body, create=True)
+        view: dict[str, Any] = await self._request(
+            token, "POST", path, body, create=True, owed=owed
+        )
         self.recorder.latency(CREATE, self.now_s() - sent, sent)
         self.recorder.order_accepted(self.now_s())
         self.state.order_ids.append(str(view["id"]))
@@ -229,7 +248,8 @@ class Driver:
         await trio.sleep(0.5 + self._fill_s(a))
         seq = await self._payable(token, sid, pump_no)
         body = {"method": a.method, "payer_id": a.payer_id, "pump_sale_seq": seq}
-        view = await self._send(a, token, f"/v1/stations/{sid}/pumps/{pump_no}/pay", body)
+        path = f"/v1/stations/{sid}/pumps/{pump_no}/pay"
+        view = await self._send(a, token, path, body, owed=True)
         return await self._follow(token, str(view["id"]), 0.5)
 
     async def _payable(self, token: str, sid: str, pump_no: int) -> int:

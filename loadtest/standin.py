@@ -46,6 +46,7 @@ class StandIn:
 
     sale_s: float = 1.0
     shed_all: bool = False  # every order creation: 503 overloaded
+    shed_first: int = 0  # the first N creation requests: 503 overloaded
     unavailable_first: int = 0  # the first N creation requests: 503 unavailable
     requests: Counter[str] = field(default_factory=Counter)  # "POST create", "GET order", ...
     keys: list[str] = field(default_factory=list)  # Idempotency-Key of every creation request
@@ -57,7 +58,7 @@ class StandIn:
     def create(self, key: str) -> tuple[int, dict[str, Any]]:
         """The status and body answering a creation under ``key``."""
         self.keys.append(key)
-        if self.shed_all:
+        if self.shed_all or len(self.keys) <= self.shed_first:
             return 503, _problem("overloaded", "the switch is full")
         if len(self.keys) <= self.unavailable_first:
             return 503, _problem("unavailable", "the switch is starting")

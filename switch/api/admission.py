@@ -6,11 +6,12 @@ and retry, and throughput collapses to nothing while orders pile up in ``created
 the excess at the door keeps the switch completing sales at its capacity, and tells the client
 precisely that it may come back (503 ``/problems/overloaded`` with ``Retry-After``).
 
-Only what *starts* work is shed: creating a prepay order. Paying a post-pay sale is not: the
-fuel is already in the customer's tank, and a payer turned away would leave the sale unpaid at
-the head of the pump's buffer, where it blocks every later stand-alone sale of that pump.
-Callbacks, cancels, refunds, reads and the pumps carry on too, because they finish work already
-accepted (shedding them would strand money or fuel). A shed request is refused before its
+Only what *starts* work is shed: creating a prepay order, and paying a post-pay sale (an
+order too: routing, a hold, a capture). The post-pay customer has the fuel already and is
+told when to come back (``Retry-After``); the unpaid sale waits in the pump's buffer,
+journaled, meanwhile. Callbacks, cancels, refunds, reads and the pumps carry on, because they
+finish work already accepted (shedding them would strand money or fuel). A shed request is
+refused before its
 ``Idempotency-Key`` is claimed and before anything is written, so nothing is left "in
 progress" and a retry with the same key runs normally once the switch has room.
 

@@ -47,9 +47,9 @@ class _AdmissionCollector(Collector):
         return (
             CounterMetricFamily(
                 "fuelswitch_orders_shed",
-                "Prepay orders refused with 503 overloaded, by reason: open_orders (over "
-                "[orders] max_open), creating (max_creating), loop_lag (max_lag_ms), "
-                "store_latency (max_store_ms).",
+                "New orders (prepay creates, post-pay payments) refused with 503 overloaded, "
+                "by reason: open_orders (over [orders] max_open), creating (max_creating), "
+                "loop_lag (max_lag_ms), store_latency (max_store_ms).",
                 labels=["reason"],
             ),
             GaugeMetricFamily(

@@ -147,6 +147,7 @@ async def create_order(
     summary="Post-pay: pay for the completed sale waiting at the pump",
 )
 async def pay_pump_sale(
+    _: Admitted,
     api: ApiDep,
     customer: Customer,
     station_id: StationId,

@@ -68,6 +68,19 @@ async def test_overloaded_customers_are_shed_once_and_free_their_pump() -> None:
     assert sum(w.shed for w in rig.recorder.windows.values()) == 5
 
 
+async def test_a_post_pay_customer_turned_away_waits_and_pays() -> None:
+    """The fuel is in the tank: an ``overloaded`` payment is tried again, not given up."""
+    async with trio.open_nursery() as nursery:
+        standin = StandIn(shed_first=2, sale_s=0.0)
+        rig = await _run(nursery, standin, arrivals=1, postpay_share=1.0)
+        nursery.cancel_scope.cancel()
+    assert rig.recorder.outcomes == {"postpay:completed": 1}
+    assert rig.recorder.shed == 0 and rig.recorder.accepted == 1
+    assert len(standin.keys) == 3 and len(set(standin.keys)) == 1
+    assert rig.driver.state.retries == 2
+    assert not rig.recorder.errors
+
+
 async def test_a_starting_switch_gets_the_same_key_again() -> None:
     async with trio.open_nursery() as nursery:
         standin = StandIn(unavailable_first=2, sale_s=0.0)

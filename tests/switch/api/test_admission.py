@@ -166,13 +166,14 @@ async def test_over_max_open_a_new_order_is_503_overloaded_then_admitted_once_lo
         assert service.calls["create_order"] == 1
         rows = await store.db.fetch("SELECT status FROM api_idempotency_keys WHERE key = $1", key)
         assert rows == []
-        # Paying for fuel already dispensed is never shed: the sale would block the pump.
+        # Post-pay payments are new orders too: the customer is told when to come back.
         paid = await server.client.post(
             "/v1/stations/s001/pumps/4/pay",
             json={"method": "wechatpay", "payer_id": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
             headers=server.customer(key=new_key()),
         )
-        assert_problem(paid, 409, "no-payable-sale")  # it reached the service: not shed
+        assert_problem(paid, 503, "overloaded")
+        assert paid.headers["retry-after"] == "2"
         # Reads and cancels are never shed: they finish work already accepted.
         read = await server.client.get(f"/v1/orders/{first_id}", headers=server.customer())
         assert read.status_code == 200
@@ -189,14 +190,14 @@ async def test_over_max_open_a_new_order_is_503_overloaded_then_admitted_once_lo
         assert again.status_code == 201, again.text
         assert "idempotent-replayed" not in again.headers
         assert service.calls["create_order"] == 2
-        assert gate.shed == {"open_orders": 1, "creating": 0, "loop_lag": 0, "store_latency": 0}
+        assert gate.shed == {"open_orders": 2, "creating": 0, "loop_lag": 0, "store_latency": 0}
         # Counted out when FastAPI closes the route's dependencies, just after the answer:
         # there is no event to wait on, so look again until it happened (bounded).
         with trio.fail_after(5):
             while gate.creating:  # noqa: ASYNC110
                 await trio.sleep(0.01)
         scraped = (await server.client.get("/metrics")).text
-        assert 'fuelswitch_orders_shed_total{reason="open_orders"} 1.0' in scraped
+        assert 'fuelswitch_orders_shed_total{reason="open_orders"} 2.0' in scraped
         assert "fuelswitch_open_orders 1.0" in scraped
 
 
