@@ -45,6 +45,11 @@ async def status(ctx: AdminContext, args: Mapping[str, Any], caller: Caller) -> 
         "http": ctx.http_url,
         "stations": len(ctx.config.stations),
         "channels": sorted(ctx.policies),
+        "database": {
+            **ctx.db.statistics(),
+            "calls_in_flight": ctx.db.calls_in_flight(),
+            "latency_ms": round(ctx.db.latency_s() * 1000, 1),
+        },
         "version": "0.1.0",
     }
 

@@ -104,3 +104,35 @@ async def test_the_database_keeps_its_smoothed_call_time(store: Store) -> None:
     assert store.db.latency_s() > before
     assert store.db.latency_s() > 0.0
     assert store.db.calls_in_flight() == 0
+
+
+async def test_a_storm_of_cancelled_calls_leaves_every_connection_in_the_pool(
+    store: Store,
+) -> None:
+    """Callers cancelled at every point (waiting for a connection, mid-statement, inside a
+    transaction) must give every connection back: a pool that leaks them ends with every
+    database call waiting for ever while PostgreSQL is idle."""
+    db = store.db
+
+    async def one(i: int) -> None:
+        with trio.move_on_after(0.001 * (i % 13)):
+            if i % 3 == 0:
+                await db.fetchval("SELECT pg_sleep(0.005)")
+            elif i % 3 == 1:
+                async with db.transaction() as tx:
+                    await tx.fetchval("SELECT pg_sleep(0.005)")
+            else:
+                await db.atomic(_sleep_in, 0.005)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(300):
+            nursery.start_soon(one, i)
+    with trio.fail_after(10):
+        while db.statistics()["idle"] < db.statistics()["size"]:  # noqa: ASYNC110
+            await trio.sleep(0.01)  # a connection given back after its acquire completes
+    assert await db.fetchval("SELECT 1") == 1
+    assert db.calls_in_flight() == 0
+
+
+async def _sleep_in(tx: Transaction, seconds: float) -> None:
+    await tx.fetchval("SELECT pg_sleep($1)", seconds)

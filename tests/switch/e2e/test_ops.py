@@ -97,6 +97,9 @@ async def test_status_tree_and_actor(admin: AdminClient, switch: SwitchProc) -> 
     status = await admin.request("status")
     assert status["http"] == switch.url
     assert status["draining"] is False
+    database = status["database"]
+    assert 1 <= database["size"] <= database["max_size"] and database["idle"] <= database["size"]
+    assert database["calls_in_flight"] >= 0 and database["latency_ms"] >= 0
     root = await admin.request("tree")
     names = {c["address"] for c in root["children"]}
     assert {"journal", "stations", "channels", "orders", "sweeper"} <= names
