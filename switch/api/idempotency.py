@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,6 +129,12 @@ UPDATE api_idempotency_keys SET status = $3, response = $4
  WHERE principal = $1 AND key = $2 AND status IS NULL
 """
 _ABANDON = "DELETE FROM api_idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL"
+_RECENT = """
+SELECT principal, key FROM api_idempotency_keys WHERE expires_at >= $1
+ORDER BY expires_at DESC LIMIT $2
+"""
+RECENT_S = 15 * 60  # longer than any client's retry window
+RECENT_MAX = 200_000
 _PURGE = "DELETE FROM api_idempotency_keys WHERE expires_at <= $1"
 
 
@@ -147,6 +154,10 @@ class IdempotencyStore:
         self._counts = dict.fromkeys(
             ["claimed", "replayed", "reused", "in_progress", "stored", "abandoned"], 0
         )
+        # Keys claimed lately (this process, and the last RECENT_S before it started): what
+        # admission control asks of a request it would shed, without a database call.
+        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._recent_loaded = False
 
     def statistics(self) -> dict[str, int]:
         return dict(self._counts)
@@ -163,6 +174,7 @@ class IdempotencyStore:
             args = (principal, key, fingerprint, now, expires)
             if await self._db.fetchval(_CLAIM, *args):
                 self._counts["claimed"] += 1
+                self._remember(principal, key)
                 return None
             row = await self._db.fetchrow(_EXISTING, principal, key)
             if row is None:  # the holder abandoned it between our two statements: try again
@@ -188,9 +200,29 @@ class IdempotencyStore:
         )
 
     async def known(self, principal: str, key: str) -> bool:
-        """Whether ``key`` was already claimed by ``principal`` (answered or in progress):
-        a retry of a request the switch has taken, which admission control must not shed."""
-        return await self._db.fetchrow(_EXISTING, principal, key) is not None
+        """Whether ``key`` was claimed by ``principal`` lately (answered or in progress): a
+        retry of a request the switch has taken, which admission control must not shed.
+
+        Answered from memory: a shed must cost no database call, or shedding a flood would
+        itself queue the database (measured: 1,500 calls waiting, 10 s each, at 150 sheds a
+        second). The keys claimed in the last ``RECENT_S`` before this process started are
+        read once, on the first question, so a retry across a restart is still recognised;
+        the memory keeps the newest ``RECENT_MAX`` keys, more than any retry window needs.
+        """
+        if not self._recent_loaded:
+            self._recent_loaded = True
+            # expires_at (indexed) = created_at + the TTL
+            since = datetime.fromtimestamp(self._clock() - RECENT_S + self._ttl_s, UTC)
+            for row in await self._db.fetch(_RECENT, since, RECENT_MAX):
+                self._remember(str(row["principal"]), str(row["key"]))
+        return (principal, key) in self._recent
+
+    def _remember(self, principal: str, key: str) -> None:
+        recent = self._recent
+        recent[(principal, key)] = None
+        recent.move_to_end((principal, key))
+        while len(recent) > RECENT_MAX:
+            recent.popitem(last=False)
 
     async def finish(self, principal: str, key: str, answer: StoredResponse) -> None:
         await self._db.execute(_FINISH, principal, key, answer.status, answer.encode())

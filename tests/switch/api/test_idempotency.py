@@ -7,6 +7,7 @@ import orjson
 import trio
 
 from switch.api import IDEMPOTENCY_HEADER, REPLAYED_HEADER
+from switch.api.idempotency import IdempotencyStore
 from switch.store import ServerUrls, Store, open_store
 from tests.switch.api.harness import ORDER_BODY, ApiServer, api_server, assert_problem, new_key
 
@@ -206,3 +207,18 @@ async def test_without_the_key_store_nothing_runs(servers: ServerUrls, store: St
         assert_problem(response, 503, "unavailable")
         assert response.headers["retry-after"] == "2"
         assert server.service.calls.total() == 0
+
+
+async def test_keys_claimed_before_a_restart_are_known(
+    store: Store,
+) -> None:
+    """What admission control asks before it sheds a request: answered from memory, the
+    last minutes' keys read once from the table (a retry across a restart still counts)."""
+    before = IdempotencyStore(store.db)
+    key = new_key()
+    assert await before.claim("customer:c1", key, b"fp") is None
+    assert await before.known("customer:c1", key)
+    after = IdempotencyStore(store.db)  # a new process
+    assert await after.known("customer:c1", key)
+    assert not await after.known("customer:c1", new_key())
+    assert not await after.known("customer:c2", key)
