@@ -169,10 +169,13 @@ class SwitchProcess:
             # Providers need the callback URL before the server binds: pick the port now.
             config = self.config = config.with_http(port=_free_port(config.http.host))
         with server_urls(config.home, config.database_url, config.redis_url) as urls:
-            async with open_store(urls.database_url, urls.redis_url, max_size=20) as store:
+            async with (
+                open_store(urls.database_url, urls.redis_url, max_size=20) as store,
+                store.db.dedicated(max_size=2) as journal_db,  # commits never queue
+            ):
                 await migrate(store.db)
                 await seed_reference(store.db, config)
-                async with open_system([journal_writer_spec(store.db)], intensity=10) as system:
+                async with open_system([journal_writer_spec(journal_db)], intensity=10) as system:
                     METRICS.watch_system(system)  # mailbox depths and restarts, at scrape time
                     journal = Journal(system, store.db)
                     await self._serve(store, system, journal, urls.database_url, task_status)

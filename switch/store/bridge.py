@@ -238,11 +238,22 @@ class Transaction(_Queries):
 class Database(_Queries):
     """The asyncpg pool, seen from trio."""
 
-    def __init__(self, aio: _Aio, pool: Any) -> None:
+    def __init__(self, aio: _Aio, pool: Any, url: str = "") -> None:
         self._aio = aio
         self._bridge = aio
         self._target = _GuardedPool(pool)
         self._pool = pool
+        self._url = url
+
+    @asynccontextmanager
+    async def dedicated(self, *, max_size: int = 2) -> AsyncIterator[Database]:
+        """A second, small pool on the same loop, for a caller that must never wait behind
+        everyone else's calls for a connection: the journal writer. Measured at 5,000 pumps
+        under a flood of requests, 2,000 calls queued for the shared pool and journal
+        commits waited 5 to 30 s in that queue while PostgreSQL itself was idle; every pump
+        and order waiting on its journal then timed out."""
+        async with _database(self._bridge.loop, self._url, 1, max_size) as db:
+            yield db
 
     def latency_s(self) -> float:
         """Smoothed time of a call as trio sees it (loop and pool queueing included)."""
@@ -502,7 +513,7 @@ async def _database(
         reset=_keep_session,
     )
     try:
-        yield Database(aio, pool)
+        yield Database(aio, pool, url)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(10):
             await aio.run(pool.close)

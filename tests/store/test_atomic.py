@@ -136,3 +136,27 @@ async def test_a_storm_of_cancelled_calls_leaves_every_connection_in_the_pool(
 
 async def _sleep_in(tx: Transaction, seconds: float) -> None:
     await tx.fetchval("SELECT pg_sleep($1)", seconds)
+
+
+async def test_a_dedicated_pool_answers_while_the_shared_one_is_full(store: Store) -> None:
+    """The journal writer's own connections: a shared pool busy with slow calls does not
+    make it wait."""
+    db = store.db
+    size = db.statistics()["max_size"]
+    release = trio.Event()
+
+    async def hold() -> None:
+        async with db.transaction() as tx:
+            await tx.fetchval("SELECT 1")
+            await release.wait()
+
+    async with db.dedicated(max_size=1) as own, trio.open_nursery() as nursery:
+        for _ in range(size):
+            nursery.start_soon(hold)
+        with trio.fail_after(10):
+            while db.statistics()["idle"] > 0 or db.statistics()["size"] < size:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        with trio.fail_after(5):
+            assert await own.fetchval("SELECT 41 + 1") == 42
+        release.set()
+    assert await db.fetchval("SELECT 1") == 1
