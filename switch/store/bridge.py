@@ -475,13 +475,43 @@ class Store:
     redis: Redis
 
 
+class _BatchingLoop(trio_asyncio.TrioEventLoop):  # type: ignore[misc]  # untyped base
+    """trio-asyncio's loop, running every asyncio callback that is ready at once.
+
+    The stock loop takes one callback per turn of trio's scheduler (its queue's
+    ``receive`` is a checkpoint even when a callback is waiting). A database call is a
+    handful of callbacks (send, data received, future done, release), so with 5,000 pump
+    actors and the HTTP server runnable, every callback waited for a whole round of them:
+    measured at 5,000 pumps under load, the store's calls completed at a few per second,
+    2,000 queued, and PostgreSQL sat idle. Here, after the callback trio hands over, the
+    ones already queued run too (at most ``BATCH``), without a trip through the scheduler
+    each. Order is unchanged: the same queue, first in first out.
+    """
+
+    BATCH = 256
+
+    async def _main_loop_one(self, no_wait: bool = False) -> None:
+        await super()._main_loop_one(no_wait)
+        for _ in range(self.BATCH):
+            if self._stopped.is_set():
+                return
+            try:
+                await super()._main_loop_one(no_wait=True)
+            except trio.WouldBlock:
+                return
+
+
 @asynccontextmanager
 async def _open_loop() -> AsyncIterator[trio_asyncio.TrioEventLoop]:
     """trio-asyncio's loop runs its body inside nurseries, so whatever leaves it arrives
     wrapped in (nested) exception groups. A single ordinary error is unwrapped, so that
-    callers can write ``except StoreUnavailable``; anything else passes unchanged."""
+    callers can write ``except StoreUnavailable``; anything else passes unchanged.
+
+    The loop is made a :class:`_BatchingLoop` (same state, one method more efficient)
+    before anything is scheduled on it."""
     try:
         async with trio_asyncio.open_loop() as loop:
+            loop.__class__ = _BatchingLoop
             yield loop
     except BaseExceptionGroup as group:
         found = leaves(group)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.lowlevel
 
 from switch.store import Store, UniqueViolation, connect_once
 from switch.store.bridge import Transaction
@@ -160,3 +161,18 @@ async def test_a_dedicated_pool_answers_while_the_shared_one_is_full(store: Stor
             assert await own.fetchval("SELECT 41 + 1") == 42
         release.set()
     assert await db.fetchval("SELECT 1") == 1
+
+
+async def test_asyncio_callbacks_queued_together_run_in_one_turn_of_trio(store: Store) -> None:
+    """The store's loop runs what is ready at once: a database call's callbacks do not each
+    wait for a whole round of the process's runnable tasks."""
+    loop = store.db._bridge.loop
+    ran: list[int] = []
+    for i in range(50):
+        loop.call_soon(ran.append, i)
+    with trio.fail_after(5):
+        while not ran:
+            await trio.lowlevel.checkpoint()
+    for _ in range(3):
+        await trio.lowlevel.checkpoint()  # a turn or two of slack for the loop task itself
+    assert ran == list(range(50))
