@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -185,14 +185,53 @@ class OrderService:
         return await station(self.deps.db, station_id, now=self.deps.clock(), free_pumps=free)
 
     async def pumps(self, station_id: str) -> Sequence[PumpView]:
-        await station(self.deps.db, station_id)  # NotFound for an unknown station
+        """The station's pumps: one query for the nozzles and one for the live orders of
+        the whole station, not two per pump (customers waiting to pay poll this, and under
+        load 23 statements a request queued thousands of calls on the database)."""
+        db = self.deps.db
+        await station(db, station_id)  # NotFound for an unknown station
+        nozzles: dict[int, dict[int, str]] = {}
+        for row in await db.fetch(
+            "SELECT pump_no, nozzle_no, grade_code FROM nozzles WHERE station_id = $1"
+            " ORDER BY pump_no, nozzle_no",
+            station_id,
+        ):
+            nozzles.setdefault(int(row["pump_no"]), {})[int(row["nozzle_no"])] = str(
+                row["grade_code"]
+            )
+        live = {
+            int(row["pump_no"]): str(row["id"])
+            for row in await db.fetch(
+                "SELECT DISTINCT ON (pump_no) pump_no, id FROM orders WHERE station_id = $1"
+                " AND NOT terminal AND flow = 'prepay' ORDER BY pump_no, created_at DESC",
+                station_id,
+            )
+        }
         views = []
         for pump_no, is_open in (await self._pumps(station_id)).get(station_id, []):
-            views.append(await self._pump_view(station_id, pump_no, is_open))
+            views.append(
+                await self._pump_view(
+                    station_id,
+                    pump_no,
+                    is_open,
+                    known=(nozzles.get(pump_no, {}), live.get(pump_no)),
+                )
+            )
         return views
 
-    async def _pump_view(self, station_id: str, pump_no: int, is_open: bool) -> PumpView:
-        nozzles = await pump_nozzles(self.deps.db, station_id, pump_no)
+    async def _pump_view(
+        self,
+        station_id: str,
+        pump_no: int,
+        is_open: bool,
+        *,
+        known: tuple[Mapping[int, str], str | None] | None = None,
+    ) -> PumpView:
+        """``known``: the pump's nozzles and live prepay order, read already."""
+        if known is None:
+            nozzles: Mapping[int, str] = await pump_nozzles(self.deps.db, station_id, pump_no)
+        else:
+            nozzles = known[0]
         state = self._pump_state(station_id, pump_no)
         payable: list[PayableSaleView] = []
         if state is not None:
@@ -214,12 +253,15 @@ class OrderService:
                 )
                 for s in sales
             )
-        live = await self.deps.db.fetchval(
-            "SELECT id FROM orders WHERE station_id = $1 AND pump_no = $2 AND NOT terminal"
-            " AND flow = 'prepay' ORDER BY created_at DESC LIMIT 1",
-            station_id,
-            pump_no,
-        )
+        if known is None:
+            live = await self.deps.db.fetchval(
+                "SELECT id FROM orders WHERE station_id = $1 AND pump_no = $2 AND NOT terminal"
+                " AND flow = 'prepay' ORDER BY created_at DESC LIMIT 1",
+                station_id,
+                pump_no,
+            )
+        else:
+            live = known[1]
         fp = "offline" if state is None else str(state.get("state") or "offline").lower()
         if state is not None and state.get("admin") != "open":
             fp = "closed"
