@@ -51,6 +51,7 @@ FOLLOW_S: Final = 2.0  # between reads of an order (or a pump list) not finished
 RETRY_FOR_S: Final = 30.0  # a restart after SIGKILL fits well within this
 RETRY_FIRST_S: Final = 0.2
 RETRY_MAX_S: Final = 2.0
+OWED_MAX_S: Final = 16.0  # a post-pay customer told to come back tries again at most this late
 OVERLOADED: Final = "overloaded"  # the last segment of the switch's problem type
 GC_THRESHOLD: Final = 20_000  # allocations between young collections (Python's default: 700)
 JSON_CONTENT: Final = ("Content-Type", "application/json")
@@ -127,8 +128,9 @@ class Driver:
     ) -> Any:
         """``create``: an order creation (an Idempotency-Key, kept across retries; a 503
         ``overloaded`` raises :class:`Shed`). ``owed``: a payment for fuel already in the
-        tank: the customer cannot leave, so an ``overloaded`` answer is waited out (every
-        ``RETRY_MAX_S``, as long as the sale's own time allows) instead of counted as shed."""
+        tank: the customer cannot leave, so an ``overloaded`` answer is waited out (after
+        ``RETRY_MAX_S``, doubling to ``OWED_MAX_S``, as long as the sale's own time allows)
+        instead of counted as shed."""
         headers = [("Authorization", f"Bearer {token}")]
         content = b""
         if body is not None:
@@ -138,6 +140,7 @@ class Driver:
             headers.append(("Idempotency-Key", secrets.token_hex(16)))
         deadline = trio.current_time() + RETRY_FOR_S
         pause = RETRY_FIRST_S
+        owed_pause = RETRY_MAX_S
         while True:
             self.state.requests += 1
             reply: Reply | None
@@ -153,7 +156,8 @@ class Driver:
                 if not owed:
                     raise Shed
                 self.state.retries += 1
-                await trio.sleep(RETRY_MAX_S)
+                await trio.sleep(owed_pause)  # as a person would: again, a little later
+                owed_pause = min(OWED_MAX_S, owed_pause * 2)
                 continue
             if trio.current_time() + pause > deadline:  # down too long, or 503 throughout
                 raise RequestFailed("transport" if reply is None else "http_503_" + _problem(reply))

@@ -157,6 +157,7 @@ class IdempotencyStore:
         # Keys claimed lately (this process, and the last RECENT_S before it started): what
         # admission control asks of a request it would shed, without a database call.
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._recent_keys: dict[str, int] = {}  # the same keys, by key alone (counted)
         self._recent_loaded = False
 
     def statistics(self) -> dict[str, int]:
@@ -209,20 +210,34 @@ class IdempotencyStore:
         read once, on the first question, so a retry across a restart is still recognised;
         the memory keeps the newest ``RECENT_MAX`` keys, more than any retry window needs.
         """
+        await self._load_recent()
+        return (principal, key) in self._recent
+
+    async def key_taken(self, key: str) -> bool:
+        """Whether any principal claimed ``key`` lately: the shed gate's question, asked
+        before the token is read (keys are random; a false match only lets a request
+        through to the route's own check). From memory, like ``known``."""
+        await self._load_recent()
+        return key in self._recent_keys
+
+    async def _load_recent(self) -> None:
         if not self._recent_loaded:
             self._recent_loaded = True
             # expires_at (indexed) = created_at + the TTL
             since = datetime.fromtimestamp(self._clock() - RECENT_S + self._ttl_s, UTC)
             for row in await self._db.fetch(_RECENT, since, RECENT_MAX):
                 self._remember(str(row["principal"]), str(row["key"]))
-        return (principal, key) in self._recent
 
     def _remember(self, principal: str, key: str) -> None:
         recent = self._recent
         recent[(principal, key)] = None
         recent.move_to_end((principal, key))
+        self._recent_keys[key] = self._recent_keys.get(key, 0) + 1
         while len(recent) > RECENT_MAX:
-            recent.popitem(last=False)
+            (_, old), _ = recent.popitem(last=False)
+            left = self._recent_keys.pop(old, 1) - 1
+            if left > 0:
+                self._recent_keys[old] = left
 
     async def finish(self, principal: str, key: str, answer: StoredResponse) -> None:
         await self._db.execute(_FINISH, principal, key, answer.status, answer.encode())

@@ -49,6 +49,7 @@ from .models import (
     StationOut,
 )
 from .problems import API_PREFIX, ApiProblem, install_problem_handlers, problem_responses
+from .shed_gate import ShedGate
 from .views import (
     degrees_to_e6,
     order_view_to_json,
@@ -332,6 +333,7 @@ def mount_api(
     )
     if admission is not None:
         publish_admission(METRICS if metrics is None else metrics, admission)
+        app.add_middleware(ShedGate, admission=admission, key_known=api.idempotency.key_taken)
     app.state.fuelswitch_api = api
     install_problem_handlers(app)
     app.include_router(router)

@@ -18,6 +18,7 @@ import trio.testing
 from ops.metrics import Metrics
 from switch.api import Admission, AdmissionLimits, LagMeter, Overload, decide
 from switch.api.admission import smooth
+from switch.api.shed_gate import is_order_creation
 from switch.store import Store
 from tests.switch.api.harness import ORDER_BODY, api_server, assert_problem, new_key
 
@@ -237,3 +238,13 @@ async def test_a_retry_of_a_created_order_is_answered_from_the_key_store_even_wh
         )
         assert_problem(refused, 503, "overloaded")
         assert gate.shed["open_orders"] == 1
+
+
+def test_the_gate_in_front_of_the_framework_knows_which_requests_create_orders() -> None:
+    assert is_order_creation("POST", "/v1/orders")
+    assert is_order_creation("POST", "/v1/stations/s001/pumps/4/pay")
+    assert not is_order_creation("GET", "/v1/orders")
+    assert not is_order_creation("POST", "/v1/orders/O1/cancel")
+    assert not is_order_creation("POST", "/v1/orders/O1/refunds")
+    assert not is_order_creation("POST", "/callbacks/wechatpay")
+    assert not is_order_creation("POST", "/v1/stations/s001/pumps/4/open")
