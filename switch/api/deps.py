@@ -22,7 +22,7 @@ from switch.store import OrderUpdates
 from .admission import Admission
 from .auth import InvalidToken, Principal, Role, TokenSigner
 from .events import StreamCounters
-from .idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN, IdempotencyStore, check_key
+from .idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN, IdempotencyStore
 from .problems import ApiProblem
 
 __all__ = [
@@ -130,39 +130,19 @@ async def _station_staff(
 StationStaff = Annotated[Principal, Depends(_station_staff)]
 
 
-async def _admitted(api: ApiDep, customer: Customer, request: Request) -> AsyncIterator[None]:
-    """Refuse a new order at once when the switch is over its bounds (see
-    :mod:`switch.api.admission`): before the body and the Idempotency-Key are looked at, so a
-    shed request costs little and leaves nothing behind. An admitted one is counted as in
-    progress until its route is done.
-
-    A retry of a request the switch has already taken (its Idempotency-Key is known) is never
-    shed: its order may exist, and the customer must get its answer from the key's store, not
-    be told that nothing was created."""
+async def _admitted(api: ApiDep) -> AsyncIterator[None]:
+    """Count an order creation as in progress until its route is done (admission control's
+    ``creating`` bound). Refusals are answered before the framework, by
+    :class:`switch.api.shed_gate.ShedGate`: what reaches the route was let in."""
     admission = api.admission
     if admission is None:
         yield
         return
-    shed = admission.evaluate()
-    if shed is None:
-        admission.admit()
-        try:
-            yield
-        finally:
-            admission.done()
-        return
-    key = check_key(request.headers.get(IDEMPOTENCY_HEADER))  # a bad key is the client's to fix
-    if await api.idempotency.known(customer.key, key):
+    admission.admit()
+    try:
         yield
-        return
-    admission.refuse(shed)
-    raise ApiProblem(
-        503,
-        "overloaded",
-        shed.detail,
-        headers={"Retry-After": str(shed.retry_after_s)},
-        reason=shed.reason.value,
-    )
+    finally:
+        admission.done()
 
 
 Admitted = Annotated[None, Depends(_admitted)]

@@ -130,7 +130,7 @@ UPDATE api_idempotency_keys SET status = $3, response = $4
 """
 _ABANDON = "DELETE FROM api_idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL"
 _RECENT = """
-SELECT principal, key FROM api_idempotency_keys WHERE expires_at >= $1
+SELECT key FROM api_idempotency_keys WHERE expires_at >= $1
 ORDER BY expires_at DESC LIMIT $2
 """
 RECENT_S = 15 * 60  # longer than any client's retry window
@@ -156,8 +156,7 @@ class IdempotencyStore:
         )
         # Keys claimed lately (this process, and the last RECENT_S before it started): what
         # admission control asks of a request it would shed, without a database call.
-        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._recent_keys: dict[str, int] = {}  # the same keys, by key alone (counted)
+        self._recent: OrderedDict[str, None] = OrderedDict()
         self._recent_loaded = False
 
     def statistics(self) -> dict[str, int]:
@@ -175,7 +174,7 @@ class IdempotencyStore:
             args = (principal, key, fingerprint, now, expires)
             if await self._db.fetchval(_CLAIM, *args):
                 self._counts["claimed"] += 1
-                self._remember(principal, key)
+                self._remember(key)
                 return None
             row = await self._db.fetchrow(_EXISTING, principal, key)
             if row is None:  # the holder abandoned it between our two statements: try again
@@ -200,44 +199,35 @@ class IdempotencyStore:
             "retry shortly with the same key",
         )
 
-    async def known(self, principal: str, key: str) -> bool:
-        """Whether ``key`` was claimed by ``principal`` lately (answered or in progress): a
-        retry of a request the switch has taken, which admission control must not shed.
+    async def key_taken(self, key: str) -> bool:
+        """Whether ``key`` was claimed lately (answered or in progress): a retry of a request
+        the switch has taken, which admission control must not shed. Asked before the token
+        is read, so by key alone (keys are random; a false match only lets a request through
+        to the route's own claim).
 
-        Answered from memory: a shed must cost no database call, or shedding a flood would
-        itself queue the database (measured: 1,500 calls waiting, 10 s each, at 150 sheds a
-        second). The keys claimed in the last ``RECENT_S`` before this process started are
+        Answered from memory: a refusal must cost no database call, or shedding a flood would
+        itself queue the database (measured: 1,500 calls waiting, 10 s each, at 150 refusals
+        a second). The keys claimed in the last ``RECENT_S`` before this process started are
         read once, on the first question, so a retry across a restart is still recognised;
         the memory keeps the newest ``RECENT_MAX`` keys, more than any retry window needs.
         """
         await self._load_recent()
-        return (principal, key) in self._recent
-
-    async def key_taken(self, key: str) -> bool:
-        """Whether any principal claimed ``key`` lately: the shed gate's question, asked
-        before the token is read (keys are random; a false match only lets a request
-        through to the route's own check). From memory, like ``known``."""
-        await self._load_recent()
-        return key in self._recent_keys
+        return key in self._recent
 
     async def _load_recent(self) -> None:
         if not self._recent_loaded:
             self._recent_loaded = True
             # expires_at (indexed) = created_at + the TTL
             since = datetime.fromtimestamp(self._clock() - RECENT_S + self._ttl_s, UTC)
-            for row in await self._db.fetch(_RECENT, since, RECENT_MAX):
-                self._remember(str(row["principal"]), str(row["key"]))
+            for row in reversed(await self._db.fetch(_RECENT, since, RECENT_MAX)):
+                self._remember(str(row["key"]))  # oldest first, as claims arrive
 
-    def _remember(self, principal: str, key: str) -> None:
+    def _remember(self, key: str) -> None:
         recent = self._recent
-        recent[(principal, key)] = None
-        recent.move_to_end((principal, key))
-        self._recent_keys[key] = self._recent_keys.get(key, 0) + 1
-        while len(recent) > RECENT_MAX:
-            (_, old), _ = recent.popitem(last=False)
-            left = self._recent_keys.pop(old, 1) - 1
-            if left > 0:
-                self._recent_keys[old] = left
+        recent[key] = None
+        recent.move_to_end(key)
+        if len(recent) > RECENT_MAX:
+            recent.popitem(last=False)
 
     async def finish(self, principal: str, key: str, answer: StoredResponse) -> None:
         await self._db.execute(_FINISH, principal, key, answer.status, answer.encode())

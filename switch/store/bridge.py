@@ -133,67 +133,6 @@ class _Raised:
     error: Exception
 
 
-async def acquire_safely(pool: Any) -> Any:
-    """``pool.acquire()`` that a cancellation cannot leak.
-
-    asyncpg's pool can lose a connection when the task acquiring it is cancelled just as
-    the acquire completes (MagicStack/asyncpg#955): the connection is then checked out for
-    good. Under overload the switch cancels many calls (clients that hang up, callers'
-    deadlines), and a pool that loses its connections one by one ends with every database
-    call waiting for ever while PostgreSQL sits idle. So the acquire runs as its own task,
-    shielded; a caller cancelled meanwhile gives the connection back when it arrives.
-    """
-    acquiring = asyncio.ensure_future(pool.acquire())
-    try:
-        return await asyncio.shield(acquiring)
-    except asyncio.CancelledError:
-
-        def give_back(task: asyncio.Future[Any]) -> None:
-            if not task.cancelled() and task.exception() is None:
-                task.get_loop().create_task(pool.release(task.result()))
-
-        acquiring.add_done_callback(give_back)
-        raise
-
-
-async def release_safely(pool: Any, connection: Any) -> None:
-    """``pool.release`` that goes on to the end even if its caller is cancelled."""
-    await asyncio.shield(pool.release(connection))
-
-
-class _GuardedPool:
-    """The pool's one-statement methods, with the acquire and release of
-    :func:`acquire_safely` / :func:`release_safely` around each."""
-
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-
-    async def _on_connection(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        connection = await acquire_safely(self._pool)
-        try:
-            return await getattr(connection, method)(*args, **kwargs)
-        finally:
-            await release_safely(self._pool, connection)
-
-    async def execute(self, *args: Any) -> Any:
-        return await self._on_connection("execute", *args)
-
-    async def executemany(self, *args: Any) -> Any:
-        return await self._on_connection("executemany", *args)
-
-    async def fetch(self, *args: Any) -> Any:
-        return await self._on_connection("fetch", *args)
-
-    async def fetchrow(self, *args: Any) -> Any:
-        return await self._on_connection("fetchrow", *args)
-
-    async def fetchval(self, *args: Any) -> Any:
-        return await self._on_connection("fetchval", *args)
-
-    async def copy_records_to_table(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._on_connection("copy_records_to_table", *args, **kwargs)
-
-
 class _Queries:
     """The query methods shared by the pool and a transaction's connection."""
 
@@ -241,7 +180,7 @@ class Database(_Queries):
     def __init__(self, aio: _Aio, pool: Any, url: str = "") -> None:
         self._aio = aio
         self._bridge = aio
-        self._target = _GuardedPool(pool)
+        self._target = pool
         self._pool = pool
         self._url = url
 
@@ -266,7 +205,7 @@ class Database(_Queries):
     async def transaction(self, *, isolation: str = "read_committed") -> AsyncIterator[Transaction]:
         """Commit when the block ends, roll back when it raises (or is cancelled)."""
         aio = self._aio
-        connection = await aio.run(acquire_safely, self._pool)
+        connection = await aio.run(self._pool.acquire)
         try:
             tx = connection.transaction(isolation=isolation)
             await aio.run(tx.start)
@@ -284,7 +223,7 @@ class Database(_Queries):
             await aio.run(tx.commit)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
-                await aio.run(release_safely, self._pool, connection)
+                await aio.run(self._pool.release, connection)
 
     async def atomic(
         self,
@@ -306,16 +245,16 @@ class Database(_Queries):
         pool = self._pool
 
         async def body() -> T | _Raised:
-            connection = await acquire_safely(pool)
             try:
-                async with connection.transaction(isolation=isolation):
+                async with (
+                    pool.acquire() as connection,
+                    connection.transaction(isolation=isolation),
+                ):
                     return await fn(Transaction(direct, connection), *args)
             except _DRIVER_ERRORS:
-                raise  # BEGIN or COMMIT failed: mapped by ``aio``
+                raise  # acquire, BEGIN or COMMIT failed: mapped by ``aio``
             except Exception as exc:
                 return _Raised(exc)
-            finally:
-                await release_safely(pool, connection)
 
         result = await aio.run(body)
         if isinstance(result, _Raised):
