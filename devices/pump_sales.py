@@ -132,7 +132,7 @@ class PumpSales(PumpBuffer):
         buffered sales: they are journaled as payable when they reach the head)."""
         moved = moved_since(self.ledger.volume_totals, volumes(totals))
         gained = {n: v for n, v in moved.items() if v > 0}
-        if gained and not self._standalone_explains(status):
+        if gained and not await self._standalone_explains_now(status):
             sale_id = f"orphan-{secrets.token_hex(6)}"
             now = volumes(totals)
             await self._record(
@@ -238,7 +238,7 @@ class PumpSales(PumpBuffer):
             if status.fp_state is FPState.COMPLETED and head is not None:
                 await self._buffer_head(head, status)
             elif (gained := {n: v for n, v in moved.items() if v > 0}) and (
-                not self._standalone_explains(status)
+                not await self._standalone_explains_now(status)
             ):
                 await self._orphan(gained, {n: volumes(totals)[n] for n in gained}, {})
         # ADOPT and NOTHING: the poll loop carries on watching.

@@ -10,7 +10,7 @@ process per module, at five times real speed, one fuelling point (unit id) per t
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,7 +19,7 @@ import trio
 
 from actors import ChildSpec, open_system
 from devices import pump_book, pump_lookup
-from devices.gfd1 import FPState, PresetType, SaleState
+from devices.gfd1 import FPState, NozzleTotals, PresetType, SaleState
 from devices.gfd1_driver import Gfd1Driver
 from devices.modbus import ModbusTcpClient
 from devices.pump import (
@@ -53,7 +53,7 @@ SAFE = 30.0  # a bound for what must happen, never a measurement
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimProcess]:
     process = SimProcess(
-        "--stations", "1", "--pumps-per-station", "4", "--port-base", "0",
+        "--stations", "1", "--pumps-per-station", "5", "--port-base", "0",
         "--control-port", "0", "--speed", "5", "--seed", "33",
     )  # fmt: skip
     process.start()
@@ -63,7 +63,11 @@ def sim() -> Iterator[SimProcess]:
 
 @asynccontextmanager
 async def open_rig(
-    store: Store, sim: SimProcess, unit: int, stream: str | None = None
+    store: Store,
+    sim: SimProcess,
+    unit: int,
+    stream: str | None = None,
+    driver_type: type[Gfd1Driver] = Gfd1Driver,
 ) -> AsyncIterator[Rig]:
     """A PumpActor on ``unit`` journaling to ``stream`` (a fresh one unless given: the
     same stream again is the same pump after a restart of the switch)."""
@@ -73,7 +77,7 @@ async def open_rig(
         open_system([journal_writer_spec(store.db)], intensity=10) as system,
     ):
         journal = Journal(system, store.db)
-        driver = Gfd1Driver(client, unit, nozzles=2)
+        driver = driver_type(client, unit, nozzles=2)
         spec = ChildSpec(
             "pump",
             lambda: PumpActor(
@@ -293,3 +297,54 @@ async def test_a_prepay_sale_queues_behind_a_payable_sale(store: Store, sim: Sim
     assert completed["queued"] is True
     assert of_kind(events, "cleared") == [{"sale_id": sale, "pump_sale_seq": report.pump_sale_seq}]
     assert not of_kind(events, "alert") and not of_kind(events, "orphan")
+
+
+class _SaleStartsBeforeTotals(Gfd1Driver):
+    """Runs ``before_totals`` once, just before the first totals read: what a customer at a
+    stand-alone pump does when the nozzle is lifted between the recovery's status read
+    and its totals read."""
+
+    before_totals: Callable[[], Awaitable[None]] | None = None
+
+    async def totals(self) -> tuple[NozzleTotals, ...]:
+        hook, _SaleStartsBeforeTotals.before_totals = _SaleStartsBeforeTotals.before_totals, None
+        if hook is not None:
+            await hook()
+        return await super().totals()
+
+
+async def test_a_stand_alone_sale_starting_while_the_pump_recovers_is_no_orphan(
+    store: Store, sim: SimProcess
+) -> None:
+    async with open_rig(store, sim, 5) as rig:  # first contact
+        stream = rig.stream
+        await rig.sim("configure", mode=1)
+        await rig.until(lambda: rig.state()["state"] == FPState.IDLE.name)
+        start = (await rig.point())["totals"][0]["volume_ml"]
+
+    control = await Control.connect(sim.control_port)
+
+    async def customer_starts_fuelling() -> None:
+        await control.call("customer", station=0, pump=5, nozzle=1, hang_up_after_ml=900)
+        with trio.fail_after(SAFE):
+            while True:  # until the fuel flows (the totals move)
+                point = await control.call("snapshot", station=0, pump=5)
+                if point["totals"][0]["volume_ml"] > start:
+                    return
+                await trio.sleep(0.005)
+
+    _SaleStartsBeforeTotals.before_totals = customer_starts_fuelling
+    try:
+        async with open_rig(store, sim, 5, stream, _SaleStartsBeforeTotals) as rig:
+            (payable,) = await until_payable(rig)
+            events = await rig.events()
+            ledger = (await rig.point())["ledger"]
+    finally:
+        _SaleStartsBeforeTotals.before_totals = None
+        await control.aclose()
+    assert _SaleStartsBeforeTotals.before_totals is None  # the race was run
+    assert not of_kind(events, "orphan") and not of_kind(events, "alert")
+    (journaled,) = of_kind(events, "payable")
+    assert journaled["volume_ml"] == payable.volume_ml == 900
+    assert journaled["moved"] == {"1": 900}  # every litre counted once
+    assert [s["volume_ml"] for s in ledger if s["seq"] == payable.pump_sale_seq] == [900]
