@@ -9,6 +9,8 @@ and this module is the one place that knows them.
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -46,6 +48,13 @@ class HttpLimits:
     max_body_bytes: int = 64 * 1024 * 1024  # bills can be large; API replies are small
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every channel: building one loads the CA bundle
+    (about 70 ms), and httpx builds a new one per client unless it is given one."""
+    return httpx.create_ssl_context()
+
+
 class Transport:
     """One httpx.AsyncClient per channel, so one slow provider cannot starve another's pool."""
 
@@ -55,6 +64,7 @@ class Transport:
         lim = self.limits
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
+            verify=_tls_context(),
             limits=httpx.Limits(
                 max_connections=lim.max_connections,
                 max_keepalive_connections=lim.max_connections,

@@ -125,7 +125,13 @@ class PumpActor(PumpSales):
         self._bind_log_context()
         self._journal_stale = True
         await self._recover_or_defer()
-        self._poll_soon()
+        if self.recovered is None:
+            self._poll_soon()  # deferred: the first poll tries the recovery again
+        else:
+            # The status was just read: the first poll comes on the station's beat, not at
+            # once (5,000 pumps starting would otherwise poll twice in the same second, and
+            # the second round competes with the stations still starting).
+            self._next_poll()
 
     async def _recover_or_defer(self) -> None:
         """Recover now, or leave it to the next poll: a pump that does not answer, and a

@@ -25,12 +25,14 @@ exits. Then the store closes and ``run`` returns: the process exits 0.
 from __future__ import annotations
 
 import math
+import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -50,7 +52,7 @@ from switch.payments.callbacks import AppliedCallback, CallbackProcessor, routin
 from switch.payments.live_channels import LiveChannels
 from switch.pricing import PromotionBook
 from switch.routing import ChannelPolicy, Router, RoutingParams
-from switch.stations import current_prices
+from switch.stations import current_prices_by_station
 from switch.stations.prices import apply_due_price_sets
 from switch.stations.reference import seed_reference
 from switch.store import Database, Store, migrate, open_store, server_urls
@@ -75,9 +77,11 @@ log = structlog.get_logger("switch")
 
 START_BASE_S = 30.0
 START_PER_PUMP_S = 0.25  # a pump's recovery at start: a few database and Modbus round trips
-# Stations starting at once: their pumps' recoveries mostly wait on the database and the
-# gateways, so they overlap; the bound keeps the pool and the gateways from a stampede.
-START_CONCURRENCY = 16
+# Stations starting at once: their pumps' recoveries wait on the database and the gateways,
+# so they overlap; the bound keeps the pool and the gateways from a stampede. On a quiet
+# machine the phase is CPU-bound (about 0.5 ms a pump, 16 or 64 make no difference); under
+# load the round trips are longer and more of them overlap.
+START_CONCURRENCY = 64
 # Stations whose prices are pushed at once: a station's push goes pump by pump, each a few
 # round trips (database, two journal commits that group-commit with the other stations').
 START_PUSH_CONCURRENCY = 128
@@ -168,17 +172,22 @@ class SwitchProcess:
         if config.http.port == 0:
             # Providers need the callback URL before the server binds: pick the port now.
             config = self.config = config.with_http(port=_free_port(config.http.host))
+        phases = _Phases()
         with server_urls(config.home, config.database_url, config.redis_url) as urls:
             async with (
                 open_store(urls.database_url, urls.redis_url, max_size=20) as store,
                 store.db.dedicated(max_size=2) as journal_db,  # commits never queue
             ):
+                phases.mark("store")
                 await migrate(store.db)
                 await seed_reference(store.db, config)
+                phases.mark("schema_reference")
                 async with open_system([journal_writer_spec(journal_db)], intensity=10) as system:
                     METRICS.watch_system(system)  # mailbox depths and restarts, at scrape time
                     journal = Journal(system, store.db)
-                    await self._serve(store, system, journal, urls.database_url, task_status)
+                    await self._serve(
+                        store, system, journal, urls.database_url, phases, task_status
+                    )
                 # Leaving the block stopped the actors in reverse start order, journal last.
         report = self.drain_report
         took = None if self._stop_asked_at is None else time.monotonic() - self._stop_asked_at
@@ -194,10 +203,10 @@ class SwitchProcess:
         system: ActorSystem,
         journal: Journal,
         database_url: str,
+        phases: _Phases,
         task_status: trio.TaskStatus[dict[str, Any]],
     ) -> None:
         config = self.config
-        phases = _Phases()
         stations = [station_spec(s.station_config(), journal) for s in config.stations]
         await system.start_child(
             ChildSpec(
@@ -268,8 +277,6 @@ class SwitchProcess:
         await reapply_channel_switches(admin)
         await system.start_child(ChildSpec("sweeper", lambda: Sweeper(directory, also=prices_due)))
         phases.mark("channels_orders")
-        await _push_prices(service, system, store.db, config.stations)
-        phases.mark("prices")
 
         processor = CallbackProcessor(
             store,
@@ -320,6 +327,11 @@ class SwitchProcess:
                 _recover_in_background, store.db, journal, directory, open_orders, recovery_scope
             )
             nursery.start_soon(_cancel_on, self.shutdown, recovery_scope)
+            # New orders are priced from the set in force, so the pumps show it before the
+            # HTTP server takes any; the recovered orders were priced before the crash and
+            # carry on meanwhile.
+            await _push_prices(service, system, store.db, config.stations)
+            phases.mark("prices")
             # The lag meter goes with the HTTP server: both end when the nursery does.
             lag_scope = trio.CancelScope()
             await nursery.start(_run_until, meter.run, lag_scope)
@@ -343,7 +355,14 @@ class SwitchProcess:
             )
             recovering = len(open_orders)
             phases.mark("http_admin")
-            log.info("switch.ready", http=bound.url, recovering=recovering, phases_s=phases.took)
+            log.info(
+                "switch.ready",
+                http=bound.url,
+                recovering=recovering,
+                since_exec_s=phases.since_exec_s(),
+                phases_s=phases.took,
+                phases_cpu_s=phases.cpu,
+            )
             task_status.started(
                 {
                     "http": bound.url,
@@ -367,17 +386,32 @@ class SwitchProcess:
 
 
 class _Phases:
-    """How long each step of the start took (seconds), for the ready line: a slow start
-    says where its time went."""
+    """How long each step of the start took (seconds), and how much of it was this
+    process's CPU, for the ready line: a slow start says where its time went, and whether
+    it waited (on the database, the pumps) or computed."""
 
     def __init__(self) -> None:
         self.took: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self._last = time.monotonic()
+        self._last_cpu = time.process_time()
+
+    @staticmethod
+    def since_exec_s() -> float | None:
+        """Seconds since this process started (Linux), imports and all: with a SIGKILL's
+        restart the interpreter's own start is part of the time the switch is away."""
+        try:
+            started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+            uptime = float(Path("/proc/uptime").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return round(uptime - started / os.sysconf("SC_CLK_TCK"), 3)
 
     def mark(self, name: str) -> None:
-        now = time.monotonic()
+        now, cpu = time.monotonic(), time.process_time()
         self.took[name] = round(now - self._last, 3)
-        self._last = now
+        self.cpu[name] = round(cpu - self._last_cpu, 3)
+        self._last, self._last_cpu = now, cpu
 
 
 async def _recover_in_background(
@@ -412,24 +446,23 @@ async def _push_prices(
     shows another set gets its station's push, as before.
     """
     limiter = trio.CapacityLimiter(START_PUSH_CONCURRENCY)
-    skipped = 0
+    prices = await current_prices_by_station(db, [s.id for s in stations])
+    due = [s for s in stations if not _prices_shown(system, prices.get(s.id, {}), s)]
 
     async def push(station: StationEntry) -> None:
-        nonlocal skipped
         async with limiter:
-            if await _prices_shown(system, db, station):
-                skipped += 1
-                return
             await service.push_prices(station.id)
 
     async with trio.open_nursery() as nursery:
-        for station in stations:
+        for station in due:
             nursery.start_soon(push, station)
-    log.info("prices.pushed", stations=len(stations) - skipped, already_shown=skipped)
+    log.info("prices.pushed", stations=len(due), already_shown=len(stations) - len(due))
 
 
-async def _prices_shown(system: ActorSystem, db: Database, station: StationEntry) -> bool:
-    in_force = {set_id for set_id, _ in (await current_prices(db, station.id)).values()}
+def _prices_shown(
+    system: ActorSystem, prices: Mapping[str, tuple[int, int]], station: StationEntry
+) -> bool:
+    in_force = {set_id for set_id, _ in prices.values()}
     if len(in_force) != 1:
         return not in_force  # no set in force: a push sends nothing either
     (set_id,) = in_force

@@ -221,8 +221,12 @@ def _text_field(info: Mapping[str, object], name: str, path: Path) -> str:
 
 
 def _load_private(path: Path) -> rsa.RSAPrivateKey:
+    """Our own key (see ``channels.wechatpay.keygen.load_private_key`` on skipping
+    OpenSSL's 45 ms consistency check of a trusted key)."""
     try:
-        key = serialization.load_pem_private_key(_read_bytes(path), password=None)
+        key = serialization.load_pem_private_key(
+            _read_bytes(path), password=None, unsafe_skip_rsa_key_validation=True
+        )
     except (ValueError, TypeError) as exc:
         raise CredentialsError("bad_key_file", f"{path} is not a PEM private key") from exc
     if not isinstance(key, rsa.RSAPrivateKey):

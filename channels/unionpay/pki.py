@@ -66,8 +66,12 @@ def load_certificate(pem: bytes | str) -> x509.Certificate:
 
 
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
+    """Our own signing key (see ``channels.wechatpay.keygen.load_private_key`` on skipping
+    OpenSSL's 45 ms consistency check of a trusted key)."""
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        key = serialization.load_pem_private_key(
+            pem, password=None, unsafe_skip_rsa_key_validation=True
+        )
     except (ValueError, TypeError) as exc:
         raise AcpError("bad_key", f"not an unencrypted PEM private key: {exc}") from exc
     if not isinstance(key, rsa.RSAPrivateKey):

@@ -14,6 +14,7 @@ from .prices import (
 from .queries import (
     FreePumps,
     current_prices,
+    current_prices_by_station,
     pump_nozzles,
     set_pump_open,
     station,
@@ -31,6 +32,7 @@ __all__ = [
     "audit",
     "check_timezone",
     "current_prices",
+    "current_prices_by_station",
     "distance_m",
     "insert_applied_set",
     "latitude_span_e6",

@@ -24,6 +24,7 @@ from .hours import open_now
 __all__ = [
     "FreePumps",
     "current_prices",
+    "current_prices_by_station",
     "pump_nozzles",
     "set_pump_open",
     "station",
@@ -101,6 +102,17 @@ async def current_prices(db: Db, station_id: str) -> Mapping[str, tuple[int, int
     return {
         item.grade: (set_id, item.unit_price_mfen_per_l)
         for set_id, item in rows.get(station_id, ())
+    }
+
+
+async def current_prices_by_station(
+    db: Db, station_ids: Sequence[str]
+) -> dict[str, Mapping[str, tuple[int, int]]]:
+    """:func:`current_prices` of many stations in one query (a station with none is absent)."""
+    rows = await _prices(db, list(station_ids))
+    return {
+        sid: {item.grade: (set_id, item.unit_price_mfen_per_l) for set_id, item in items}
+        for sid, items in rows.items()
     }
 
 
