@@ -112,6 +112,9 @@ class CreateOrder:
     payer_id: str  # WeChat openid, Alipay buyer id; "" for UnionPay
     nozzle_no: int | None = None  # None: any nozzle of the pump
     coupon: str | None = None
+    # The order's id, from the request's Idempotency-Key: a request run again after a crash
+    # finds the order its first run created (None: a new id).
+    order_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,7 @@ class PayPumpSale:
     payer_id: str
     pump_sale_seq: int | None = None
     coupon: str | None = None
+    order_id: str | None = None  # as for CreateOrder
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from .events import KEEPALIVE, OrderEventStream, sse_event
 from .idempotency import (
     IDEMPOTENCY_HEADER,
     REPLAYED_HEADER,
+    Claim,
     IdempotencyStore,
     StoredResponse,
     request_fingerprint,
@@ -36,6 +37,7 @@ __all__ = [
     "AdmissionLimits",
     "Api",
     "ApiProblem",
+    "Claim",
     "IdempotencyStore",
     "InvalidToken",
     "LagMeter",

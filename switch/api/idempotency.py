@@ -13,14 +13,23 @@ asked; when it ends, its answer is stored there. Then:
 - after 24 h a key may be reused for anything (the expired row is replaced).
 
 The claim is one ``INSERT ... ON CONFLICT`` so two concurrent first requests cannot both win.
-A claim left by a process that died mid-request stays "in progress" until it expires: taking
-it over earlier could run the operation twice, which is exactly what keys exist to prevent.
+
+A claim left in progress by a process that died mid-request (a crash, a SIGKILL, a restart
+after an OOM kill) is taken over by the next retry that reaches another process (each
+process has its own ``instance`` id, stored as the claim's owner), or by any retry once the
+claim is older than ``TAKE_OVER_AFTER_S``. Running the operation again is safe because the
+operations derive the ids of what they create from the claim (``Claim.resource_id``: the
+principal, the key and when it was first claimed, which a takeover keeps): a second run
+finds the order the first one created and answers with it. Before this, such a key stayed
+"in progress" (409) for its whole 24 h, and the customer could not learn what became of
+the order. Only the claim's owner stores an answer or gives the claim up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,6 +51,7 @@ __all__ = [
     "DEFAULT_TTL_S",
     "IDEMPOTENCY_HEADER",
     "REPLAYED_HEADER",
+    "Claim",
     "IdempotencyStore",
     "StoredResponse",
     "check_key",
@@ -87,6 +97,22 @@ class StoredResponse:
         return Response(self.body, self.status, headers=headers, media_type=self.media_type)
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The right to run the request of ``key`` (first claimed at ``claimed_at``)."""
+
+    principal: str
+    key: str
+    claimed_at: datetime
+
+    def resource_id(self, prefix: str) -> str:
+        """The id of what this request creates: the same for every run of the request
+        (a retry that takes over a dead process's claim finds what the first run made),
+        another one if the key is used again after it expired."""
+        seed = f"{self.principal}\n{self.key}\n{self.claimed_at.isoformat()}".encode()
+        return prefix + hashlib.sha256(seed).hexdigest()[:16].upper()
+
+
 def check_key(key: str | None) -> str:
     """The key, or the problem a client must fix before it may retry anything."""
     if key is None:
@@ -113,22 +139,34 @@ def request_fingerprint(method: str, path: str, body: Any) -> bytes:
 
 
 _CLAIM = """
-INSERT INTO api_idempotency_keys (principal, key, request_hash, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO api_idempotency_keys (principal, key, request_hash, created_at, expires_at, owner)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (principal, key) DO UPDATE
    SET request_hash = EXCLUDED.request_hash, status = NULL, response = NULL,
-       created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+       created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, owner = EXCLUDED.owner
  WHERE api_idempotency_keys.expires_at <= EXCLUDED.created_at
-RETURNING true
+RETURNING created_at
 """
 _EXISTING = """
-SELECT request_hash, status, response FROM api_idempotency_keys WHERE principal = $1 AND key = $2
+SELECT request_hash, status, response, created_at, owner FROM api_idempotency_keys
+ WHERE principal = $1 AND key = $2
+"""
+_TAKE_OVER = """
+UPDATE api_idempotency_keys SET owner = $3
+ WHERE principal = $1 AND key = $2 AND status IS NULL AND owner IS NOT DISTINCT FROM $4
+RETURNING created_at
 """
 _FINISH = """
 UPDATE api_idempotency_keys SET status = $3, response = $4
- WHERE principal = $1 AND key = $2 AND status IS NULL
+ WHERE principal = $1 AND key = $2 AND status IS NULL AND owner IS NOT DISTINCT FROM $5
 """
-_ABANDON = "DELETE FROM api_idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL"
+_ABANDON = """
+DELETE FROM api_idempotency_keys
+ WHERE principal = $1 AND key = $2 AND status IS NULL AND owner IS NOT DISTINCT FROM $3
+"""
+# A claim this old is taken over even from a live owner: no request runs this long (an
+# order's create waits at most a few seconds for the provider), so its owner lost it.
+TAKE_OVER_AFTER_S = 120.0
 _RECENT = """
 SELECT key FROM api_idempotency_keys WHERE expires_at >= $1
 ORDER BY expires_at DESC LIMIT $2
@@ -147,12 +185,15 @@ class IdempotencyStore:
         *,
         ttl_s: float = DEFAULT_TTL_S,
         clock: Callable[[], float] = time.time,
+        instance: str | None = None,
     ) -> None:
         self._db = db
         self._ttl_s = ttl_s
         self._clock = clock
+        self.instance = instance or secrets.token_hex(8)  # this process, as claims' owner
         self._counts = dict.fromkeys(
-            ["claimed", "replayed", "reused", "in_progress", "stored", "abandoned"], 0
+            ["claimed", "replayed", "reused", "in_progress", "taken_over", "stored", "abandoned"],
+            0,
         )
         # Keys claimed lately (this process, and the last RECENT_S before it started): what
         # admission control asks of a request it would shed, without a database call.
@@ -165,17 +206,18 @@ class IdempotencyStore:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    async def claim(self, principal: str, key: str, fingerprint: bytes) -> StoredResponse | None:
-        """None: this request owns the key and must run. Otherwise the stored answer, or the
-        problem (reused for another request, first one still in progress)."""
+    async def claim(self, principal: str, key: str, fingerprint: bytes) -> Claim | StoredResponse:
+        """A ``Claim``: this request owns the key and must run. Otherwise the stored answer,
+        or the problem (reused for another request, first one still in progress)."""
         for _ in range(_CLAIM_ATTEMPTS):
             now = self._now()
             expires = datetime.fromtimestamp(now.timestamp() + self._ttl_s, UTC)
-            args = (principal, key, fingerprint, now, expires)
-            if await self._db.fetchval(_CLAIM, *args):
+            args = (principal, key, fingerprint, now, expires, self.instance)
+            claimed_at = await self._db.fetchval(_CLAIM, *args)
+            if claimed_at is not None:
                 self._counts["claimed"] += 1
                 self._remember(key)
-                return None
+                return Claim(principal, key, claimed_at)
             row = await self._db.fetchrow(_EXISTING, principal, key)
             if row is None:  # the holder abandoned it between our two statements: try again
                 continue
@@ -188,7 +230,17 @@ class IdempotencyStore:
                     "use a new key for a new request",
                 )
             if row["status"] is None:
-                break
+                if not self._lost(row["owner"], row["created_at"], now):
+                    break
+                taken = await self._db.fetchval(
+                    _TAKE_OVER, principal, key, self.instance, row["owner"]
+                )
+                if taken is None:  # answered, abandoned or taken meanwhile: look again
+                    continue
+                self._counts["taken_over"] += 1
+                self._remember(key)
+                log.warning("api.idempotency_taken_over", key=key, owner=row["owner"])
+                return Claim(principal, key, taken)
             self._counts["replayed"] += 1
             return StoredResponse.decode(row["status"], bytes(row["response"]))
         self._counts["in_progress"] += 1
@@ -198,6 +250,13 @@ class IdempotencyStore:
             f"the first request with this {IDEMPOTENCY_HEADER} is still being handled; "
             "retry shortly with the same key",
         )
+
+    def _lost(self, owner: str | None, claimed_at: datetime, now: datetime) -> bool:
+        """Whether an in-progress claim lost its owner: another process's (this one is the
+        only one that could still be running it here), or too old to be running at all."""
+        if owner != self.instance:
+            return True
+        return (now - claimed_at).total_seconds() >= TAKE_OVER_AFTER_S
 
     async def key_taken(self, key: str) -> bool:
         """Whether ``key`` was claimed lately (answered or in progress): a retry of a request
@@ -230,11 +289,12 @@ class IdempotencyStore:
             recent.popitem(last=False)
 
     async def finish(self, principal: str, key: str, answer: StoredResponse) -> None:
-        await self._db.execute(_FINISH, principal, key, answer.status, answer.encode())
+        args = (principal, key, answer.status, answer.encode(), self.instance)
+        await self._db.execute(_FINISH, *args)
         self._counts["stored"] += 1
 
     async def abandon(self, principal: str, key: str) -> None:
-        await self._db.execute(_ABANDON, principal, key)
+        await self._db.execute(_ABANDON, principal, key, self.instance)
         self._counts["abandoned"] += 1
 
     async def purge(self) -> int:
@@ -248,12 +308,13 @@ class IdempotencyStore:
         key: str | None,
         fingerprint: bytes,
         instance: str,
-        operation: Callable[[str], Awaitable[Response]],
+        operation: Callable[[Claim], Awaitable[Response]],
     ) -> Response:
-        """Run ``operation(key)`` once per key, replaying its answer to retries."""
+        """Run ``operation(claim)`` once per key (again only after its owner was lost, and
+        then it finds what the first run created), replaying its answer to retries."""
         key = check_key(key)
         try:
-            stored = await self.claim(principal, key, fingerprint)
+            claimed = await self.claim(principal, key, fingerprint)
         except StoreUnavailable:
             # Without the claim nothing may run (it could run twice): say "retry", not "broke".
             raise ApiProblem(
@@ -262,12 +323,12 @@ class IdempotencyStore:
                 "the switch cannot record idempotency keys right now; retry with the same key",
                 headers={"Retry-After": "2"},
             ) from None
-        if stored is not None:
-            return stored.replay()
+        if isinstance(claimed, StoredResponse):
+            return claimed.replay()
         settled = False
         try:
             try:
-                response = await operation(key)
+                response = await operation(claimed)
             except ServiceError as error:
                 response = service_problem(error, instance)
             except ApiProblem as refused:

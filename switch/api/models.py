@@ -64,8 +64,9 @@ class CreateOrderBody(_Body):
     nozzle_no: Number | None = None
     coupon: Coupon | None = None
 
-    def to_request(self) -> CreateOrder:
+    def to_request(self, order_id: str | None = None) -> CreateOrder:
         return CreateOrder(
+            order_id=order_id,
             station_id=self.station_id,
             pump_no=self.pump_no,
             preset_kind=self.preset_kind,
@@ -85,8 +86,9 @@ class PayPumpSaleBody(_Body):
     )
     coupon: Coupon | None = None
 
-    def to_request(self, station_id: str, pump_no: int) -> PayPumpSale:
+    def to_request(self, station_id: str, pump_no: int, order_id: str | None = None) -> PayPumpSale:
         return PayPumpSale(
+            order_id=order_id,
             station_id=station_id,
             pump_no=pump_no,
             method=self.method,

@@ -34,7 +34,7 @@ from .deps import (
     json_response,
 )
 from .events import EVENT_STREAM, OrderEventStream
-from .idempotency import IDEMPOTENCY_HEADER, IdempotencyStore, request_fingerprint
+from .idempotency import IDEMPOTENCY_HEADER, Claim, IdempotencyStore, request_fingerprint
 from .models import (
     CreateOrderBody,
     OrderOut,
@@ -131,8 +131,9 @@ async def pumps(api: ApiDep, _: Authenticated, station_id: StationId) -> Respons
 async def create_order(
     _: Admitted, api: ApiDep, customer: Customer, body: CreateOrderBody, request: Request
 ) -> Response:
-    async def operation(_key: str) -> Response:
-        view = await api.service.create_order(customer.subject, body.to_request())
+    async def operation(claim: Claim) -> Response:
+        order_id = claim.resource_id("O")
+        view = await api.service.create_order(customer.subject, body.to_request(order_id))
         location = f"/v1/orders/{view.id}"
         return json_response(order_view_to_json(view), 201, headers={"Location": location})
 
@@ -156,8 +157,8 @@ async def pay_pump_sale(
     body: PayPumpSaleBody,
     request: Request,
 ) -> Response:
-    async def operation(_key: str) -> Response:
-        paid = body.to_request(station_id, pump_no)
+    async def operation(claim: Claim) -> Response:
+        paid = body.to_request(station_id, pump_no, claim.resource_id("O"))
         view = await api.service.pay_pump_sale(customer.subject, paid)
         location = f"/v1/orders/{view.id}"
         return json_response(order_view_to_json(view), 201, headers={"Location": location})
@@ -197,9 +198,9 @@ async def cancel_order(api: ApiDep, customer: Customer, order_id: OrderId) -> Re
 async def refund_order(
     api: ApiDep, customer: Customer, order_id: OrderId, body: RefundBody, request: Request
 ) -> Response:
-    async def operation(key: str) -> Response:
+    async def operation(claim: Claim) -> Response:
         view = await api.service.refund_order(
-            customer.subject, order_id, body.amount_fen, body.reason, key
+            customer.subject, order_id, body.amount_fen, body.reason, claim.key
         )
         return json_response(refund_view_to_json(view), 202)
 
@@ -296,7 +297,7 @@ async def _idempotent(
     request: Request,
     principal: str,
     body: dict[str, Any],
-    operation: Callable[[str], Awaitable[Response]],
+    operation: Callable[[Claim], Awaitable[Response]],
 ) -> Response:
     fingerprint = request_fingerprint(request.method, request.url.path, body)
     key = request.headers.get(IDEMPOTENCY_HEADER)

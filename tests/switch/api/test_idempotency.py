@@ -7,7 +7,7 @@ import orjson
 import trio
 
 from switch.api import IDEMPOTENCY_HEADER, REPLAYED_HEADER
-from switch.api.idempotency import IdempotencyStore
+from switch.api.idempotency import Claim, IdempotencyStore
 from switch.store import ServerUrls, Store, open_store
 from tests.switch.api.harness import ORDER_BODY, ApiServer, api_server, assert_problem, new_key
 
@@ -216,7 +216,7 @@ async def test_keys_claimed_before_a_restart_are_known(
     last minutes' keys read once from the table (a retry across a restart still counts)."""
     before = IdempotencyStore(store.db)
     key = new_key()
-    assert await before.claim("customer:c1", key, b"fp") is None
+    assert isinstance(await before.claim("customer:c1", key, b"fp"), Claim)
     assert await before.key_taken(key)
     after = IdempotencyStore(store.db)  # a new process
     assert await after.key_taken(key)

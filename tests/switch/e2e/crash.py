@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import signal
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,6 +69,15 @@ async def _order_of(db: Database, customer: str) -> str:
     return order_id
 
 
+async def _asked_again(request: Awaitable[httpx.Response], order_id: str) -> None:
+    """The customer, who lost the answer with the switch, asks again with the same key: the
+    order the first request made (replayed, or found by the retry that took the dead
+    process's claim over), not ``idempotency-request-in-progress`` for a day."""
+    reply = await request
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["id"] == order_id, reply.text
+
+
 async def run_prepay_case(
     world: World, db: Database, pumps: PumpSim, http: httpx.AsyncClient, case: CrashCase
 ) -> None:
@@ -77,15 +87,15 @@ async def run_prepay_case(
     await pumps.customer(case.pump, case.volume_ml)
     switch.start([case.point])
     api = SwitchApi(world, http, f"c-{secrets.token_hex(4)}")
+    key = secrets.token_hex(8)
     try:
         # the switch may die under the request: the order is then found by its customer
         with contextlib.suppress(httpx.TransportError):
-            reply = await api.create_order(
-                case.method, case.pump, PRESET_FEN, key=secrets.token_hex(8)
-            )
+            reply = await api.create_order(case.method, case.pump, PRESET_FEN, key=key)
             assert reply.status_code == 201, reply.text
         await _crash(world, case)
         order_id = await _order_of(db, api.customer)
+        await _asked_again(api.create_order(case.method, case.pump, PRESET_FEN, key=key), order_id)
         view = await api.wait_terminal(order_id)
         if case.may_void and view["state"] == "voided":
             assert view["volume_ml"] == view["captured_fen"] == 0, view
@@ -110,15 +120,16 @@ async def run_postpay_case(
     await pumps.wait_buffered(case.pump, 1)
     switch.start([case.point])
     api = SwitchApi(world, http, f"c-{secrets.token_hex(4)}")
+    key = secrets.token_hex(8)
     try:
         payable = await api.wait_payable(case.pump)
+        seq = payable[0]["pump_sale_seq"]
         with contextlib.suppress(httpx.TransportError):
-            reply = await api.pay_pump(
-                case.method, case.pump, key=secrets.token_hex(8), seq=payable[0]["pump_sale_seq"]
-            )
+            reply = await api.pay_pump(case.method, case.pump, key=key, seq=seq)
             assert reply.status_code == 201, reply.text
         await _crash(world, case)
         order_id = await _order_of(db, api.customer)
+        await _asked_again(api.pay_pump(case.method, case.pump, key=key, seq=seq), order_id)
         view = await api.wait_terminal(order_id)
         assert view["state"] == "completed", f"{case}: {view}\n{switch.log_tail()}"
         assert view["volume_ml"] == case.volume_ml, view
