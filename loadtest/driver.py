@@ -52,6 +52,7 @@ RETRY_FOR_S: Final = 30.0  # a restart after SIGKILL fits well within this
 RETRY_FIRST_S: Final = 0.2
 RETRY_MAX_S: Final = 2.0
 OWED_MAX_S: Final = 16.0  # a post-pay customer told to come back tries again at most this late
+POSTPAY_TRIES: Final = 3  # payments a post-pay driver makes for one sale before giving up
 OVERLOADED: Final = "overloaded"  # the last segment of the switch's problem type
 GC_THRESHOLD: Final = 20_000  # allocations between young collections (Python's default: 700)
 JSON_CONTENT: Final = ("Content-Type", "application/json")
@@ -250,11 +251,17 @@ class Driver:
         where = {"station": sid, "pump": pump_no, "nozzle": a.nozzle_no}
         await self._pump(a.index, "customer", **where, hang_up_after_ml=a.litres_ml)
         await trio.sleep(0.5 + self._fill_s(a))
-        seq = await self._payable(token, sid, pump_no)
-        body = {"method": a.method, "payer_id": a.payer_id, "pump_sale_seq": seq}
         path = f"/v1/stations/{sid}/pumps/{pump_no}/pay"
-        view = await self._send(a, token, path, body, owed=True)
-        return await self._follow(token, str(view["id"]), 0.5)
+        for _ in range(POSTPAY_TRIES):
+            # A payment that failed (the switch died before the order started, every
+            # channel refused) leaves the fuel owed: the driver pays again, a new request.
+            seq = await self._payable(token, sid, pump_no)
+            body = {"method": a.method, "payer_id": a.payer_id, "pump_sale_seq": seq}
+            view = await self._send(a, token, path, body, owed=True)
+            view = await self._follow(token, str(view["id"]), 0.5)
+            if view["state"] != "failed":
+                break
+        return view
 
     async def _payable(self, token: str, sid: str, pump_no: int) -> int:
         """The newest unlocked sale waiting at the pump (a pump serves one customer at a

@@ -348,7 +348,10 @@ def _order_sales(books: Books, pump_ledger: Sequence[Mapping[str, Any]]) -> list
             if o["state"] == "completed":
                 out.append(Violation(v.SALE_MISMATCH, oid, "the pump has no record of its sale"))
             continue
-        for source, volume in (("journaled", ours.get("volume_ml")), ("order", o.get("volume_ml"))):
+        # A failed order's row never took a sale (its volume is the column's 0), though a
+        # post-pay one names the sale it tried to pay: only the journal speaks for it.
+        row_volume = None if o["state"] == "failed" else o.get("volume_ml")
+        for source, volume in (("journaled", ours.get("volume_ml")), ("order", row_volume)):
             if volume is not None and volume != sale["volume_ml"]:
                 detail = f"{source} {volume} mL, the pump sold {sale['volume_ml']}"
                 out.append(Violation(v.SALE_MISMATCH, oid, detail))

@@ -20,7 +20,7 @@ import pytest
 from switch.invariants import Violation, ViolationKind, check_books
 from switch.store import Store
 
-A, B, C, D = (f"O{n:016X}" for n in (0xA1, 0xB2, 0xC3, 0xD4))
+A, B, C, D, F = (f"O{n:016X}" for n in (0xA1, 0xB2, 0xC3, 0xD4, 0xF6))
 WX, ALI, UP = "1900000109", "2088123456789012", "777290058110048"
 CHANNELS = {
     "wechatpay-main": ("wechatpay", WX),
@@ -135,6 +135,9 @@ def clean() -> Fixture:
     )
     f.order_of(D).update(pump_sale_seq=1, volume_ml=10000)
     f.sales.append(sale(2, 1, 2, 10000, 8420, 0))
+    # F: an earlier payment of that sale, failed before it started (the switch was killed
+    # under the request): its row names the sale but never took it; the driver paid again (D)
+    f.orders.append(order(F, "failed", 2, "postpay") | {"pump_sale_seq": 1})
     f.totals = {("s001", 1, 1): 19646, ("s001", 2, 2): 10000, ("s001", 1, 2): 0}
     return f
 
