@@ -12,7 +12,8 @@ not answer at start does not stop the actor from starting: it reconciles on the 
 poll that gets an answer, and refuses sales until then.
 
 The actor polls (``active_poll_s`` while a sale is open or uncleared, ``idle_poll_s``
-otherwise: an idle poll is one status read), follows the sale, publishes changes to
+otherwise, ``quiet_poll_s`` once nothing changed for ``quiet_after_s``: an idle poll is
+one status read), follows the sale, publishes changes to
 subscribers' addresses, applies a pending price change or close once the point is free,
 and answers calls one at a time, so a command never interleaves with a completion.
 Refused calls fail the caller, never the actor.
@@ -32,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import structlog
+import trio
 
 from actors import NOREPLY, CallTimeout, Reply, UnhandledMessage
 from ops.metrics import METRICS
@@ -128,6 +130,8 @@ class PumpActor(PumpSales):
         if self.recovered is None:
             self._poll_soon()  # deferred: the first poll tries the recovery again
         else:
+            if self.status is not None and self.status.fp_state is not FPState.IDLE:
+                self._changed_at = trio.current_time()  # not at rest: no quiet yet
             # The status was just read: the first poll comes on the station's beat, not at
             # once (5,000 pumps starting would otherwise poll twice in the same second, and
             # the second round competes with the stations still starting).
@@ -198,6 +202,7 @@ class PumpActor(PumpSales):
 
     async def _poll(self, status: StatusBlock) -> None:
         previous, self.status = self.status, status
+        self._noticed(previous, status)
         if previous is None or previous.fp_state is not status.fp_state:
             self._publish("state", {"state": status.fp_state.name})
             if status.fp_state is FPState.CALLING:

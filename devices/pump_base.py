@@ -87,6 +87,30 @@ def next_poll(
     return ideal, due
 
 
+def rest_interval(
+    idle: float, quiet: float | None, quiet_after: float, changed_at: float, now: float
+) -> float:
+    """The poll interval of a point without a sale: ``idle``, or ``quiet`` once nothing
+    changed (and no command went out) for ``quiet_after`` seconds."""
+    if quiet is None or now - changed_at < quiet_after:
+        return idle
+    return quiet
+
+
+def status_changed(before: StatusBlock | None, now: StatusBlock) -> bool:
+    """Whether the point changed in a way that ends its quiet: its state (a nozzle lifted,
+    a stand-alone sale), its payable buffer, its prices or an error. Live figures (volume,
+    amount) move only in states that already changed."""
+    if before is None:
+        return True
+    return (before.fp_state, before.unpaid_count, before.price_set_id, before.error_code) != (
+        now.fp_state,
+        now.unpaid_count,
+        now.price_set_id,
+        now.error_code,
+    )
+
+
 class PumpBase(Actor):
     def __init__(
         self,
@@ -96,6 +120,8 @@ class PumpBase(Actor):
         stream_id: str,
         active_poll_s: float = 0.25,
         idle_poll_s: float = 1.0,
+        quiet_poll_s: float | None = None,
+        quiet_after_s: float = 30.0,
         progress_interval_s: float = 1.0,
         unreachable_alert_s: float = 30.0,
         offline_after_polls: int = 3,
@@ -108,6 +134,12 @@ class PumpBase(Actor):
         self.stream_id = stream_id
         self.active_poll_s = active_poll_s  # while a sale is open
         self.idle_poll_s = idle_poll_s
+        # A pump at rest this long (nothing changed, no command) is polled every
+        # ``quiet_poll_s`` instead (None: never). Most of a large chain's pumps are at rest
+        # most of the time, and their polls were most of the switch's CPU when idle.
+        self.quiet_poll_s = quiet_poll_s
+        self.quiet_after_s = quiet_after_s
+        self._changed_at = -math.inf  # trio time of the last change seen or command sent
         self.progress_interval_s = progress_interval_s  # fuelling progress to subscribers
         self.unreachable_alert_s = unreachable_alert_s
         self.offline_after_polls = offline_after_polls  # the spec: OFFLINE after 3 polls
@@ -185,6 +217,12 @@ class PumpBase(Actor):
     # -- the poll timer ------------------------------------------------------------------
 
     def _poll_soon(self, delay: float = 0.0) -> None:
+        """A poll after ``delay`` (sooner if one is due sooner), asked for by a command or a
+        change: the pump is not quiet any more either."""
+        self._changed_at = trio.current_time()
+        self._arm_poll(delay)
+
+    def _arm_poll(self, delay: float) -> None:
         """Poll after ``delay`` unless a poll is due sooner: one Poll in flight, ever.
 
         (A second timer chain would double the poll rate for good.)
@@ -213,17 +251,36 @@ class PumpBase(Actor):
         """
         self._poll_timer = None
         live = self.ledger.open_sale is not None or self.ledger.pending_clear is not None
-        interval = self.active_poll_s if live else self.idle_poll_s
+        interval = self.active_poll_s if live else self._rest_interval()
         if self._poll_again:
             self._poll_again = False
             self._poll_soon(0.0)
             return
         now = trio.current_time()
+        if self._poll_ideal > now:
+            # This poll came before its point (a command asked for it): the schedule
+            # starts again from it, or a quiet pump just woken would wait out its quiet
+            # interval before the next poll, sale or not.
+            self._poll_ideal = now
         phase = None if live else self._station_phase()
         self._poll_ideal, due = next_poll(
             self._poll_ideal, interval, now, self.poll_quantum_s, phase
         )
-        self._poll_soon(max(0.0, due - now))
+        self._arm_poll(max(0.0, due - now))
+
+    def _rest_interval(self) -> float:
+        return rest_interval(
+            self.idle_poll_s,
+            self.quiet_poll_s,
+            self.quiet_after_s,
+            self._changed_at,
+            trio.current_time(),
+        )
+
+    def _noticed(self, before: StatusBlock | None, now: StatusBlock) -> None:
+        """A poll that shows the point changed ends the quiet."""
+        if status_changed(before, now):
+            self._changed_at = trio.current_time()
 
     def _station_phase(self) -> float:
         """Where in the idle interval this pump's station polls, from the station's name.

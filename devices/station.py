@@ -94,6 +94,8 @@ class StationConfig:
     max_in_flight: int = 1
     active_poll_s: float = 0.25
     idle_poll_s: float = 1.0
+    quiet_poll_s: float | None = 3.0  # a pump at rest for quiet_after_s (None: never slower)
+    quiet_after_s: float = 30.0
     poll_quantum_s: float = 0.1
 
 
@@ -142,6 +144,8 @@ def _pump_factory(link: GatewayLink, journal: Journal, config: StationConfig, un
             stream_id=pump_stream_id(config.station_id, unit),
             active_poll_s=config.active_poll_s,
             idle_poll_s=config.idle_poll_s,
+            quiet_poll_s=config.quiet_poll_s,
+            quiet_after_s=config.quiet_after_s,
             poll_quantum_s=config.poll_quantum_s,
         )
 

@@ -165,6 +165,8 @@ class StationEntry:
     prices: Mapping[str, int]  # grade -> milli-fen per litre (the initial price set)
     active_poll_s: float = 0.25
     idle_poll_s: float = 1.0
+    quiet_poll_s: float = 3.0  # a pump at rest for quiet_after_s; 0: always idle_poll_s
+    quiet_after_s: float = 30.0
     max_in_flight: int = 1  # requests outstanding on the gateway connection
 
     @property
@@ -184,6 +186,8 @@ class StationEntry:
             max_in_flight=self.max_in_flight,
             active_poll_s=self.active_poll_s,
             idle_poll_s=self.idle_poll_s,
+            quiet_poll_s=self.quiet_poll_s or None,
+            quiet_after_s=self.quiet_after_s,
         )
 
 

@@ -143,6 +143,8 @@ def _station_items(station: StationEntry) -> list[tuple[str, Any]]:
         ("prices", dict(station.prices)),
         ("active_poll_s", station.active_poll_s),
         ("idle_poll_s", station.idle_poll_s),
+        ("quiet_poll_s", station.quiet_poll_s),
+        ("quiet_after_s", station.quiet_after_s),
         ("max_in_flight", station.max_in_flight),
     ]
 

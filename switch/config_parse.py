@@ -276,6 +276,8 @@ def _station(table: Table, grades: set[str]) -> StationEntry:
         prices=MappingProxyType(prices),
         active_poll_s=table.seconds("active_poll_s", 0.25),
         idle_poll_s=table.seconds("idle_poll_s", 1.0),
+        quiet_poll_s=table.seconds("quiet_poll_s", 3.0, positive=False),
+        quiet_after_s=table.seconds("quiet_after_s", 30.0),
         max_in_flight=table.integer("max_in_flight", 1, minimum=1),
     )
     table.done()

@@ -68,9 +68,12 @@ async def open_rig(
     unit: int,
     stream: str | None = None,
     driver_type: type[Gfd1Driver] = Gfd1Driver,
+    **polling: Any,
 ) -> AsyncIterator[Rig]:
     """A PumpActor on ``unit`` journaling to ``stream`` (a fresh one unless given: the
-    same stream again is the same pump after a restart of the switch)."""
+    same stream again is the same pump after a restart of the switch); ``polling``
+    overrides its poll intervals."""
+    intervals = {"active_poll_s": 0.05, "idle_poll_s": 0.1, **polling}
     stream = stream or f"pump:t{secrets.token_hex(4)}.p{unit}"
     async with (
         ModbusTcpClient("127.0.0.1", sim.port(0), timeout=0.25, max_in_flight=1) as client,
@@ -80,9 +83,7 @@ async def open_rig(
         driver = driver_type(client, unit, nozzles=2)
         spec = ChildSpec(
             "pump",
-            lambda: PumpActor(
-                driver, journal, stream_id=stream, active_poll_s=0.05, idle_poll_s=0.1
-            ),
+            lambda: PumpActor(driver, journal, stream_id=stream, **intervals),
         )
         await system.start_child(spec)
         control = await Control.connect(sim.control_port)
