@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# Bytecode now, as a wheel install would: an editable install leaves it to the first
+	# import, which never writes it where PYTHONDONTWRITEBYTECODE is set, so every start of
+	# the switch (a restart after a crash too) compiled every module again (0.3-0.5 s).
+	$(BIN)/python -m compileall -q actors channels devices loadtest ops switch > /dev/null
 	touch $(STAMP)
 
 demo: $(STAMP)
