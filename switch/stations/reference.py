@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -119,9 +119,7 @@ async def _pumps(tx: Transaction, stations: Sequence[StationEntry]) -> None:
         " endpoint = excluded.endpoint, unit_id = excluded.unit_id"
         " WHERE (pumps.protocol, pumps.endpoint, pumps.unit_id)"
         "   IS DISTINCT FROM (excluded.protocol, excluded.endpoint, excluded.unit_id)",
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
+        *_columns(rows, 3),
         PROTOCOL,
     )
     await tx.execute(
@@ -153,11 +151,13 @@ async def _nozzles(tx: Transaction, stations: Sequence[StationEntry]) -> None:
         " ON CONFLICT (station_id, pump_no, nozzle_no) DO UPDATE"
         " SET grade_code = excluded.grade_code"
         " WHERE nozzles.grade_code IS DISTINCT FROM excluded.grade_code",
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [r[3] for r in rows],
+        *_columns(rows, 4),
     )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as ``width`` column lists, the arrays ``unnest`` takes back to rows."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 async def _applied_prices(tx: Transaction, station_ids: list[str]) -> dict[str, dict[str, int]]:
