@@ -104,6 +104,7 @@ class Claim:
     principal: str
     key: str
     claimed_at: datetime
+    taken_over: bool = False  # from a process that died under it: this is a second run
 
     def resource_id(self, prefix: str) -> str:
         """The id of what this request creates: the same for every run of the request
@@ -240,7 +241,7 @@ class IdempotencyStore:
                 self._counts["taken_over"] += 1
                 self._remember(key)
                 log.warning("api.idempotency_taken_over", key=key, owner=row["owner"])
-                return Claim(principal, key, taken)
+                return Claim(principal, key, taken, taken_over=True)
             self._counts["replayed"] += 1
             return StoredResponse.decode(row["status"], bytes(row["response"]))
         self._counts["in_progress"] += 1

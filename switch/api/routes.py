@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 
 from ops.metrics import METRICS, Metrics
-from switch.service import SwitchService
+from switch.service import NotFound, OrderView, SwitchService
 from switch.store import Database, OrderSubscription, OrderUpdates, StoreUnavailable
 
 from .admission import Admission
@@ -133,7 +133,9 @@ async def create_order(
 ) -> Response:
     async def operation(claim: Claim) -> Response:
         order_id = claim.resource_id("O")
-        view = await api.service.create_order(customer.subject, body.to_request(order_id))
+        view = await _made_before(api, customer.subject, claim, order_id)
+        if view is None:
+            view = await api.service.create_order(customer.subject, body.to_request(order_id))
         location = f"/v1/orders/{view.id}"
         return json_response(order_view_to_json(view), 201, headers={"Location": location})
 
@@ -158,8 +160,11 @@ async def pay_pump_sale(
     request: Request,
 ) -> Response:
     async def operation(claim: Claim) -> Response:
-        paid = body.to_request(station_id, pump_no, claim.resource_id("O"))
-        view = await api.service.pay_pump_sale(customer.subject, paid)
+        order_id = claim.resource_id("O")
+        view = await _made_before(api, customer.subject, claim, order_id)
+        if view is None:
+            paid = body.to_request(station_id, pump_no, order_id)
+            view = await api.service.pay_pump_sale(customer.subject, paid)
         location = f"/v1/orders/{view.id}"
         return json_response(order_view_to_json(view), 201, headers={"Location": location})
 
@@ -290,6 +295,19 @@ async def open_pump(
     api: ApiDep, staff: StationStaff, station_id: StationId, pump_no: PumpNo
 ) -> Response:
     return await _set_open(api, staff.subject, station_id, pump_no, True)
+
+
+async def _made_before(api: Api, customer_id: str, claim: Claim, order_id: str) -> OrderView | None:
+    """The order this request made on its first run, when this is a second run (the first
+    one's process died before answering): the customer learns what became of it, and no
+    second order is made. Asked of taken-over claims only: a first run has nothing to find,
+    and every create would pay a database read for it."""
+    if not claim.taken_over:
+        return None
+    try:
+        return await api.service.order(customer_id, order_id)
+    except NotFound:
+        return None
 
 
 async def _idempotent(

@@ -127,7 +127,6 @@ class OrderService:
         self.create_wait_s = create_wait_s
         self.draining = False
         self.created = 0
-        self.made_again = 0  # requests run again that found the order their first run made
 
     # -- pumps, stations -----------------------------------------------------------------------
 
@@ -289,8 +288,6 @@ class OrderService:
             raise Conflict(f"station {station_id} is closed now", code="station-closed")
 
     async def create_order(self, customer_id: str, request: CreateOrder) -> OrderView:
-        if (made := await self._made_already(customer_id, request.order_id)) is not None:
-            return made
         if self.draining:
             raise Unavailable("the switch is not taking new orders now (draining)")
         self._check_method(request.method)
@@ -326,8 +323,6 @@ class OrderService:
         return await self._start(data)
 
     async def pay_pump_sale(self, customer_id: str, request: PayPumpSale) -> OrderView:
-        if (made := await self._made_already(customer_id, request.order_id)) is not None:
-            return made
         if self.draining:
             raise Unavailable("the switch is not taking new orders now (draining)")
         self._check_method(request.method)
@@ -372,8 +367,8 @@ class OrderService:
         try:
             await db.atomic(_insert_live_order, data, now)
         except UniqueViolation as exc:
-            if (made := await self._made_already(data.customer_id, data.id)) is not None:
-                return made  # the same request, run twice at once (an owner thought lost)
+            with contextlib.suppress(NotFound):  # the same request, run twice at once
+                return await self.order(data.customer_id, data.id)
             raise Conflict(
                 f"sale {data.pump_sale_seq} at pump {data.pump_no} is already being paid",
                 code="sale-not-payable",
@@ -384,23 +379,6 @@ class OrderService:
         self.created += 1
         await self.directory.ensure(data.id)
         return await self._settled_view(data.id)
-
-    async def _made_already(self, customer_id: str, order_id: str | None) -> OrderView | None:
-        """The order a request made before, when it runs again under the same
-        Idempotency-Key (its first run's process died before answering): the customer
-        learns what became of it instead of a second order being made. Checked before
-        anything else, since the pump the first run took is busy with that very order."""
-        if order_id is None:
-            return None
-        row = await order_row(self.deps.db, order_id)
-        if row is None:
-            return None
-        view = view_from_row(row)
-        if view.customer_id != customer_id:  # ids derive from the customer's own key
-            raise Conflict(f"order {order_id} is not yours", code="order-id-taken")
-        self.made_again += 1
-        log.info("order.made_already", order=order_id, state=view.state)
-        return view
 
     async def _settled_view(self, order_id: str) -> OrderView:
         """Let the new order take its first steps, up to the hold's first answer, so that the
@@ -482,4 +460,4 @@ class OrderService:
         return await self._pump_view(station_id, pump_no, open)
 
     def statistics(self) -> dict[str, Any]:
-        return {"created": self.created, "made_again": self.made_again, "draining": self.draining}
+        return {"created": self.created, "draining": self.draining}

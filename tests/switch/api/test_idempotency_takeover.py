@@ -47,6 +47,7 @@ async def test_a_claim_of_a_dead_process_is_taken_over_with_its_first_claim_time
     again = await restarted.claim(ME, key, b"fp")
     assert isinstance(again, Claim)
     assert again.claimed_at == first.claimed_at
+    assert again.taken_over and not first.taken_over
     assert again.resource_id("O") == first.resource_id("O")
     assert await _status(store, key) == [(None, restarted.instance)]
     assert restarted.statistics()["taken_over"] == 1
